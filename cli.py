@@ -1,0 +1,317 @@
+"""The `pmsync` command line: parse, call, print. The work happens in sync/ and connectors/."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from config.loader import EXAMPLE, default_config_path, load_config
+from config.schema import Config
+from sync.errors import EXIT_FAILED, EXIT_OK, PmsyncError
+from sync.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("pmsync")
+
+
+class App:
+    """What every command needs: the config and store, opened lazily from the global options."""
+
+    def __init__(self, config_path: Path, db_path: Path | None, verbose: bool) -> None:
+        self.config_path = config_path
+        self.db_override = db_path
+        self.verbose = verbose
+        self._config: Config | None = None
+        self._store: Store | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    @property
+    def db_path(self) -> Path:
+        return self.db_override or self.config.store.path
+
+    def store(self, *, readonly: bool = False) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.db_path, readonly=readonly)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def handle_errors(fn: F) -> F:
+    """Turn PmsyncError into one line on stderr and its exit code (a traceback only with -v)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PmsyncError as exc:
+            app = click.get_current_context().find_object(App)
+            if app is not None and app.verbose:
+                log.exception("error")
+            for line in str(exc).splitlines():
+                click.echo(f"error: {line}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), default=None,
+    help="Config file (default: $PMSYNC_CONFIG or ./pmsync.toml).",
+)  # fmt: skip
+@click.option(
+    "--db", "db_path", type=click.Path(path_type=Path), envvar="PMSYNC_DB", default=None,
+    help="SQLite store (default: [store] path in the config; or $PMSYNC_DB).",
+)  # fmt: skip
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks.")
+@click.version_option(package_name="pmsync")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None, verbose: bool) -> None:
+    """Sync tasks from your PM tools into SQLite and publish client status reports.
+
+    Example: pmsync demo
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    app = App(config_path or default_config_path(), db_path, verbose)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+# -- init / check ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@pass_app
+@handle_errors
+def init(app: App, force: bool) -> None:
+    """Write an annotated pmsync.toml to start from.
+
+    Example: pmsync init && $EDITOR pmsync.toml
+    """
+    path = app.config_path
+    if path.exists() and not force:
+        raise PmsyncError(f"{path} exists; pass --force to overwrite it")
+    shutil.copyfile(EXAMPLE, path)
+    click.echo(f"wrote {path}; edit it, export the tokens it names, then run `pmsync check`")
+
+
+@cli.command()
+@click.option("--offline", is_flag=True, help="Only validate the file; do not contact sources.")
+@pass_app
+@handle_errors
+def check(app: App, offline: bool) -> None:
+    """Validate the config and test every source's credentials.
+
+    Example: pmsync --config acme.toml check
+    """
+    from sync.engine import make_connector
+
+    config = app.config
+    click.echo(
+        f"{app.config_path}: ok ({len(config.sources)} sources, {len(config.projects)} projects)"
+    )
+    if offline:
+        return
+    rows, failed = [], False
+    for name, settings in config.sources.items():
+        connector = make_connector(name, settings)
+        try:
+            who = connector.check()
+            rows.append((name, settings.kind, "ok", who))
+        except PmsyncError as exc:
+            failed = True
+            rows.append((name, settings.kind, "FAILED", str(exc)))
+        finally:
+            connector.close()
+    click.echo(table(("source", "kind", "status", "detail"), rows))
+    if failed:
+        sys.exit(EXIT_FAILED)
+
+
+# -- sync / status --------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("sources", nargs=-1)
+@click.option("--full", is_flag=True, help="Re-read everything and run a census for deletions.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@pass_app
+@handle_errors
+def sync(app: App, sources: tuple[str, ...], full: bool, as_json: bool) -> None:
+    """Pull changed items from every source (or the named ones) into the store.
+
+    Example: pmsync sync acme-jira --full
+    """
+    from sync.engine import run_lock, run_sync
+
+    config = app.config
+    unknown = [s for s in sources if s not in config.sources]
+    if unknown:
+        raise PmsyncError(
+            f"unknown source {unknown[0]!r} (defined: {', '.join(config.sources) or 'none'})"
+        )
+    with run_lock(app.db_path):
+        store = app.store()
+        results = run_sync(config, store, sources, full=full, progress=_progress(as_json))
+    _clear_progress(as_json)
+    print_results(results, as_json)
+    if not all(r.ok for r in results):
+        sys.exit(EXIT_FAILED)
+
+
+def _progress(quiet: bool) -> Callable[[str, int], None] | None:
+    if quiet or not sys.stderr.isatty():
+        return None
+
+    def show(source: str, n: int) -> None:
+        click.echo(f"\r{source}: {n:,} items…", nl=False, err=True)
+
+    return show
+
+
+def _clear_progress(quiet: bool) -> None:
+    if not quiet and sys.stderr.isatty():
+        click.echo("\r\033[K", nl=False, err=True)
+
+
+def print_results(results: Sequence[Any], as_json: bool) -> None:
+    """Print sync results as the summary table (or JSON)."""
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in results], indent=2))
+        return
+    rows = [
+        (r.source, r.mode, r.status, r.new, r.changed, r.tombstoned, r.requests, r.retries,
+         f"{r.seconds:.1f}")
+        for r in results
+    ]  # fmt: skip
+    click.echo(
+        table(
+            ("source", "mode", "status", "new", "changed", "tombstoned", "requests", "retries", "s"),
+            rows,
+        )
+    )
+    for r in results:
+        for note in r.notes:
+            click.echo(f"  {r.source}: {note}")
+        if r.error:
+            click.echo(f"error: {r.error}", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+@handle_errors
+def status(app: App, as_json: bool) -> None:
+    """Show the last run per source, data freshness and item counts.
+
+    Example: pmsync status --json
+    """
+    config = app.config
+    store = app.store(readonly=True)
+    runs = store.last_runs()
+    now = datetime.now(UTC)
+    out = []
+    for name, settings in config.sources.items():
+        run = runs.get(name, {})
+        last_ok = run.get("last_ok_at")
+        out.append(
+            {
+                "source": name,
+                "kind": settings.kind,
+                "last_run": run.get("status"),
+                "last_run_at": run.get("ended_at"),
+                "last_ok_at": last_ok.isoformat() if last_ok else None,
+                "age_hours": round((now - last_ok).total_seconds() / 3600, 1) if last_ok else None,
+                "items": len(store.item_ids(name)),
+                "error": run.get("error"),
+            }
+        )
+    if as_json:
+        click.echo(json.dumps({"sources": out}, indent=2))
+        return
+    click.echo(
+        table(
+            ("source", "kind", "last run", "last ok", "age h", "items"),
+            [(r["source"], r["kind"], r["last_run"] or "never", r["last_ok_at"] or "-",
+              r["age_hours"] if r["age_hours"] is not None else "-", r["items"]) for r in out],
+        )  # fmt: skip
+    )
+    for r in out:
+        if r["error"]:
+            click.echo(f"  {r['source']}: last error: {r['error']}")
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--dir", "workdir", type=click.Path(path_type=Path), default=None,
+    help="Where to write the demo config, store and reports (default: ./pmsync-demo).",
+)  # fmt: skip
+@handle_errors
+def demo(workdir: Path | None) -> None:
+    """Run the whole pipeline on bundled sample data (no credentials needed).
+
+    Example: pmsync demo --dir /tmp/demo
+    """
+    from sync.demo import run_demo
+
+    workdir = workdir or Path("pmsync-demo")
+    outcome = run_demo(workdir)
+    print_results(outcome.results, as_json=False)
+    for line in outcome.lines:
+        click.echo(line)
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Format rows as a plain aligned text table."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        cli.main(standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(EXIT_OK)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""What the store knows about the past: lean item rows, status timelines and the burn-up.
+
+The report builder reads 100k items in well under a second by skipping pydantic here: an
+`ItemRow` has the `WorkItem` attributes the report needs (and `is_container`), so the
+counting rule in `sync.scope` applies to it unchanged.
+
+A timeline is the item's category over time, oldest first, as `(at, category, status)`:
+from the tool's transitions where they exist (or those the store observed between syncs),
+otherwise from `created_at` and `completed_at` (or `updated_at` for a closed item without a
+completion time). An unknown creation time counts as "always existed". The burn-up is
+rebuilt from the timelines for every day and replaced by the stored daily snapshot on the
+days that have one, so a first report already has a chart.
+"""
+
+from __future__ import annotations
+
+import json
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sync.model import StatusCategory
+from sync.store import Store
+
+ALWAYS = datetime.min.replace(tzinfo=UTC)
+DONE = StatusCategory.DONE
+CANCELLED = StatusCategory.CANCELLED
+TODO = StatusCategory.TODO
+IN_PROGRESS = StatusCategory.IN_PROGRESS
+_CATEGORIES = {c.value: c for c in StatusCategory}
+
+Timeline = list[tuple[datetime, StatusCategory, str]]
+
+
+@dataclass(slots=True, eq=False)
+class ItemRow:
+    """One live item as the report reads it (a `WorkItem` without `raw` and validation)."""
+
+    source: str
+    id: str
+    key: str
+    url: str | None
+    title: str
+    kind: str
+    status: str
+    category: StatusCategory
+    assignee: str | None
+    labels: list[str]
+    parent_id: str | None
+    milestone_id: str | None
+    start_date: date | None
+    due_date: date | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    completed_at: datetime | None
+    estimate: float | None
+    blocked: bool
+    first_seen_at: datetime | None = None
+    deleted_at: datetime | None = None
+    timeline: Timeline = field(default_factory=list)
+
+    @property
+    def is_container(self) -> bool:
+        return self.kind.lower() == "epic"
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _d(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
+
+_ITEM_SQL = (
+    "SELECT source, id, key, url, title, kind, status, category, assignee, labels, parent_id,"
+    " milestone_id, start_date, due_date, created_at, updated_at, completed_at, estimate,"
+    " blocked, first_seen_at, deleted_at FROM items WHERE source IN ({marks})"
+)
+
+
+def load_items(store: Store, sources: Sequence[str], *, deleted: bool = False) -> list[ItemRow]:
+    """Read the live items of `sources` (or, with `deleted`, the tombstoned ones) in one query."""
+    if not sources:
+        return []
+    sql = _ITEM_SQL.format(marks=", ".join("?" * len(sources)))
+    sql += " AND deleted_at IS NOT NULL" if deleted else " AND deleted_at IS NULL"
+    rows: list[ItemRow] = []
+    cats = _CATEGORIES
+    no_labels: list[str] = []
+    cur = store.conn.execute(sql, list(sources))
+    cur.row_factory = None  # plain tuples: noticeably faster than sqlite3.Row at 100k rows
+    for r in cur:
+        labels = r[9]
+        rows.append(
+            ItemRow(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], cats[r[7]], r[8],
+                json.loads(labels) if labels != "[]" else no_labels, r[10], r[11],
+                _d(r[12]), _d(r[13]), _dt(r[14]), _dt(r[15]), _dt(r[16]), r[17], bool(r[18]),
+                _dt(r[19]), _dt(r[20]),
+            )  # fmt: skip
+        )
+    return rows
+
+
+TransitionRow = tuple[datetime, str | None, str, StatusCategory | None, StatusCategory]
+
+
+def load_transitions(
+    store: Store, sources: Sequence[str]
+) -> dict[tuple[str, str], list[TransitionRow]]:
+    """Return every stored transition of `sources` by (source, item id), oldest first."""
+    out: dict[tuple[str, str], list[TransitionRow]] = defaultdict(list)
+    if not sources:
+        return out
+    cats = _CATEGORIES
+    cur = store.conn.execute(
+        "SELECT source, item_id, at, from_status, to_status, from_category, to_category"
+        f" FROM transitions WHERE source IN ({', '.join('?' * len(sources))}) ORDER BY at",
+        list(sources),
+    )
+    cur.row_factory = None
+    for s, i, at, fs, ts, fc, tc in cur:
+        out[(s, i)].append((datetime.fromisoformat(at), fs, ts, fc and cats[fc], cats[tc]))
+    return out
+
+
+def build_timeline(item: ItemRow, transitions: Sequence[TransitionRow] | None) -> Timeline:
+    """Return the item's category over time, ending in its current category."""
+    created = item.created_at or ALWAYS
+    cur = item.category
+    if transitions:
+        first = transitions[0]
+        tl: Timeline = [(min(created, first[0]), first[3] or TODO, first[1] or "")]
+        for at, _fs, ts, _fc, tc in transitions:
+            tl.append((at, tc, ts))
+        if tl[-1][1] is not cur:
+            # The history does not end where the item is now: the missing step happened at
+            # the item's last update at the latest.
+            tl.append((max(item.updated_at or tl[-1][0], tl[-1][0]), cur, item.status))
+        if cur is DONE and item.completed_at is not None:
+            # Trust the tool's completion time for the start of the final done run.
+            i = len(tl) - 1
+            while i > 0 and tl[i - 1][1] is DONE:
+                i -= 1
+            if i > 0 and item.completed_at >= tl[i - 1][0]:
+                tl[i] = (item.completed_at, DONE, tl[i][2])
+        return tl
+    if cur is DONE or cur is CANCELLED:
+        closed = item.completed_at or item.updated_at
+        if closed is not None and closed > created:
+            return [(created, TODO, ""), (closed, cur, item.status)]
+    return [(created, cur, item.status)]
+
+
+def state_at(tl: Timeline, at: datetime) -> tuple[StatusCategory, str, datetime] | None:
+    """Return (category, status, since) at `at`, or None if the item did not exist yet."""
+    i = bisect_right(tl, at, key=lambda e: e[0]) - 1
+    if i < 0:
+        return None
+    cat = tl[i][1]
+    j = i
+    while j > 0 and tl[j - 1][1] is cat:
+        j -= 1
+    return cat, tl[i][2], tl[j][0]
+
+
+def local_day(value: datetime, zone: ZoneInfo) -> date:
+    return value.astimezone(zone).date()
+
+
+def day_start(day: date, zone: ZoneInfo) -> datetime:
+    """Return the first instant of `day` in `zone`, in UTC."""
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class BurnupPoint:
+    day: date
+    scope: int
+    done: int
+    scope_estimate: float
+    done_estimate: float
+    # "snapshot" (the stored daily count) or "history" (rebuilt from the timelines).
+    basis: str
+
+
+def burnup(
+    items: Iterable[ItemRow],
+    snapshots: Iterable[dict[str, Any]],
+    *,
+    first: date,
+    last: date,
+    zone: ZoneInfo,
+) -> list[BurnupPoint]:
+    """Return scope (all items but cancelled ones) and done per day from `first` to `last`.
+
+    Each timeline step adds or removes the item from the scope and done lines on its local
+    day; a step before `first` counts from the start. Days with a stored snapshot use it.
+    """
+    n = (last - first).days + 1
+    if n <= 0:
+        return []
+    scope = [0] * (n + 1)
+    done = [0] * (n + 1)
+    scope_e = [0.0] * (n + 1)
+    done_e = [0.0] * (n + 1)
+    for item in items:
+        est = item.estimate or 0.0
+        in_scope = was_done = False
+        for at, cat, _ in item.timeline:
+            idx = 0 if at is ALWAYS else (local_day(at, zone) - first).days
+            if idx >= n:
+                break
+            idx = max(idx, 0)
+            now_scope = cat is not CANCELLED
+            now_done = cat is DONE
+            if now_scope != in_scope:
+                step = 1 if now_scope else -1
+                scope[idx] += step
+                scope_e[idx] += step * est
+                in_scope = now_scope
+            if now_done != was_done:
+                step = 1 if now_done else -1
+                done[idx] += step
+                done_e[idx] += step * est
+                was_done = now_done
+    by_day = {s["day"]: s for s in snapshots}
+    points: list[BurnupPoint] = []
+    s = d = 0
+    se = de = 0.0
+    for i in range(n):
+        s += scope[i]
+        d += done[i]
+        se += scope_e[i]
+        de += done_e[i]
+        day = first + timedelta(days=i)
+        snap = by_day.get(day.isoformat())
+        if snap is not None:
+            points.append(
+                BurnupPoint(
+                    day, int(snap["total"] - snap["cancelled"]), int(snap["done"]),
+                    round(float(snap["estimate_total"]), 2), round(float(snap["estimate_done"]), 2),
+                    "snapshot",
+                )  # fmt: skip
+            )
+        else:
+            points.append(BurnupPoint(day, s, d, round(se, 2), round(de, 2), "history"))
+    return points
