@@ -74,13 +74,20 @@ def handle_errors(fn: F) -> F:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), default=None,
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Config file (default: $PMSYNC_CONFIG or ./pmsync.toml).",
-)  # fmt: skip
+)
 @click.option(
-    "--db", "db_path", type=click.Path(path_type=Path), envvar="PMSYNC_DB", default=None,
+    "--db",
+    "db_path",
+    type=click.Path(path_type=Path),
+    envvar="PMSYNC_DB",
+    default=None,
     help="SQLite store (default: [store] path in the config; or $PMSYNC_DB).",
-)  # fmt: skip
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks.")
 @click.version_option(package_name="pmsync")
 @click.pass_context
@@ -206,13 +213,32 @@ def print_results(results: Sequence[Any], as_json: bool) -> None:
         click.echo(json.dumps([r.as_dict() for r in results], indent=2))
         return
     rows = [
-        (r.source, r.mode, r.status, r.new, r.changed, r.tombstoned, r.requests, r.retries,
-         f"{r.seconds:.1f}")
+        (
+            r.source,
+            r.mode,
+            r.status,
+            r.new,
+            r.changed,
+            r.tombstoned,
+            r.requests,
+            r.retries,
+            f"{r.seconds:.1f}",
+        )
         for r in results
-    ]  # fmt: skip
+    ]
     click.echo(
         table(
-            ("source", "mode", "status", "new", "changed", "tombstoned", "requests", "retries", "s"),
+            (
+                "source",
+                "mode",
+                "status",
+                "new",
+                "changed",
+                "tombstoned",
+                "requests",
+                "retries",
+                "s",
+            ),
             rows,
         )
     )
@@ -258,9 +284,18 @@ def status(app: App, as_json: bool) -> None:
     click.echo(
         table(
             ("source", "kind", "last run", "last ok", "age h", "items"),
-            [(r["source"], r["kind"], r["last_run"] or "never", r["last_ok_at"] or "-",
-              r["age_hours"] if r["age_hours"] is not None else "-", r["items"]) for r in out],
-        )  # fmt: skip
+            [
+                (
+                    r["source"],
+                    r["kind"],
+                    r["last_run"] or "never",
+                    r["last_ok_at"] or "-",
+                    r["age_hours"] if r["age_hours"] is not None else "-",
+                    r["items"],
+                )
+                for r in out
+            ],
+        )
     )
     for r in out:
         if r["error"]:
@@ -272,9 +307,12 @@ def status(app: App, as_json: bool) -> None:
 
 @cli.command()
 @click.option(
-    "--dir", "workdir", type=click.Path(path_type=Path), default=None,
+    "--dir",
+    "workdir",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Where to write the demo config, store and reports (default: ./pmsync-demo).",
-)  # fmt: skip
+)
 @handle_errors
 def demo(workdir: Path | None) -> None:
     """Run the whole pipeline on bundled sample data (no credentials needed).

@@ -26,10 +26,27 @@ from sync.model import Milestone, StatusCategory, WorkItem
 log = logging.getLogger("pmsync.csv")
 
 FIELDS = (
-    "id", "key", "title", "type", "status", "category", "assignee", "priority", "labels",
-    "created", "updated", "resolved", "due", "start", "estimate", "parent", "milestone",
-    "blocked", "url", "resolution",
-)  # fmt: skip
+    "id",
+    "key",
+    "title",
+    "type",
+    "status",
+    "category",
+    "assignee",
+    "priority",
+    "labels",
+    "created",
+    "updated",
+    "resolved",
+    "due",
+    "start",
+    "estimate",
+    "parent",
+    "milestone",
+    "blocked",
+    "url",
+    "resolution",
+)
 
 PRESETS: dict[str, dict[str, str]] = {
     "plain": {f: f for f in FIELDS if f not in ("id", "resolution")},
@@ -63,22 +80,63 @@ JIRA_ALTERNATIVES = {
 }
 
 CATEGORY_WORDS: dict[StatusCategory, tuple[str, ...]] = {
-    StatusCategory.DONE: ("done", "closed", "resolved", "complete", "completed", "finished",
-                          "已完成", "完成", "已关闭", "已解决"),
-    StatusCategory.CANCELLED: ("cancelled", "canceled", "won't do", "wont do", "rejected",
-                               "duplicate", "declined", "abandoned", "已取消", "已拒绝"),
-    StatusCategory.IN_PROGRESS: ("in progress", "in review", "doing", "review", "testing",
-                                 "in test", "qa", "blocked", "进行中", "处理中", "测试中"),
-}  # fmt: skip
+    StatusCategory.DONE: (
+        "done",
+        "closed",
+        "resolved",
+        "complete",
+        "completed",
+        "finished",
+        "已完成",
+        "完成",
+        "已关闭",
+        "已解决",
+    ),
+    StatusCategory.CANCELLED: (
+        "cancelled",
+        "canceled",
+        "won't do",
+        "wont do",
+        "rejected",
+        "duplicate",
+        "declined",
+        "abandoned",
+        "已取消",
+        "已拒绝",
+    ),
+    StatusCategory.IN_PROGRESS: (
+        "in progress",
+        "in review",
+        "doing",
+        "review",
+        "testing",
+        "in test",
+        "qa",
+        "blocked",
+        "进行中",
+        "处理中",
+        "测试中",
+    ),
+}
 CANCELLED_RESOLUTIONS = ("won't do", "won't fix", "duplicate", "cannot reproduce", "declined")
 TRUE_WORDS = {"true", "yes", "y", "1", "x", "impediment", "是"}
 FALSE_WORDS = {"false", "no", "n", "0", "", "否"}
 # Formats tried after ISO 8601; day-first/month-first numeric dates need `date_format`.
 DATE_FORMATS = (
-    "%d/%b/%y %I:%M %p", "%d/%b/%Y %I:%M %p", "%d/%b/%y", "%d/%b/%Y",  # Jira exports
-    "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%d.%m.%Y %H:%M", "%d.%m.%Y",
-    "%Y年%m月%d日 %H:%M", "%Y年%m月%d日", "%d %b %Y", "%b %d, %Y",
-)  # fmt: skip
+    "%d/%b/%y %I:%M %p",
+    "%d/%b/%Y %I:%M %p",
+    "%d/%b/%y",
+    "%d/%b/%Y",  # Jira exports
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y",
+    "%Y年%m月%d日 %H:%M",
+    "%Y年%m月%d日",
+    "%d %b %Y",
+    "%b %d, %Y",
+)
 
 
 class CsvSettings(SourceSettings):
@@ -338,9 +396,14 @@ class CsvConnector(Connector):
             if row["type"].lower() == "milestone":
                 done = self._category(row) is StatusCategory.DONE
                 self._milestones[row["id"]] = Milestone(
-                    source=self.name, id=row["id"], name=row["title"], start_date=row["start"],
-                    due_date=row["due"], state="closed" if done else "open", url=row["url"],
-                )  # fmt: skip
+                    source=self.name,
+                    id=row["id"],
+                    name=row["title"],
+                    start_date=row["start"],
+                    due_date=row["due"],
+                    state="closed" if done else "open",
+                    url=row["url"],
+                )
         by_name = {m.name: m.id for m in self._milestones.values()}
         for row in rows:
             name = row["milestone"]

@@ -65,14 +65,17 @@ def shift_text(value: str, days: int) -> str:
 def write_shifted_export(target: Path, today: date) -> None:
     days = (today - ANCHOR).days
     target.parent.mkdir(parents=True, exist_ok=True)
-    with DATA.open(encoding="utf-8", newline="") as src, target.open(
-        "w", encoding="utf-8", newline=""
-    ) as dst:
+    with (
+        DATA.open(encoding="utf-8", newline="") as src,
+        target.open("w", encoding="utf-8", newline="") as dst,
+    ):
         reader = csv.DictReader(src)
         writer = csv.DictWriter(dst, reader.fieldnames or [])
         writer.writeheader()
         for row in reader:
-            writer.writerow({k: shift_text(v, days) if k in DATE_COLUMNS else v for k, v in row.items()})
+            writer.writerow(
+                {k: shift_text(v, days) if k in DATE_COLUMNS else v for k, v in row.items()}
+            )
 
 
 def run_demo(workdir: Path, *, today: date | None = None) -> DemoOutcome:

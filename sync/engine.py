@@ -119,9 +119,10 @@ def sync_source(
         nonlocal newest
         if not page:
             return
-        new, changed = store.upsert_items(page, now=now)
-        result.new += new
-        result.changed += changed
+        counts = store.upsert_items(page, now=now)
+        result.new += counts.new
+        result.changed += counts.changed
+        result.restored += counts.restored
         result.seen += len(page)
         page_newest = max((i.updated_at for i in page if i.updated_at), default=None)
         if page_newest is not None and (newest is None or page_newest > newest):
@@ -145,7 +146,8 @@ def sync_source(
         result.milestones = store.upsert_milestones(name, milestones)
         census_at: datetime | None = None
         if mode == "full":
-            result.tombstoned, result.restored = store.reconcile(name, seen_ids, now=now)
+            gone, back = store.reconcile(name, seen_ids, now=now)
+            result.tombstoned, result.restored = gone, result.restored + back
             census_at = now
         elif (
             connector.free_census
@@ -154,7 +156,8 @@ def sync_source(
         ):
             ids = connector.fetch_ids()
             if ids is not None:
-                result.tombstoned, result.restored = store.reconcile(name, ids, now=now)
+                gone, back = store.reconcile(name, ids, now=now)
+                result.tombstoned, result.restored = gone, result.restored + back
                 census_at = now
         store.set_cursor(name, watermark=newest, last_census_at=census_at, state=connector.state)
     except PmsyncError as exc:
@@ -188,13 +191,22 @@ def sync_source(
     log.log(
         level,
         "%s: %s sync %s: %d new, %d changed, %d tombstoned, %d requests, %.1fs%s",
-        name, mode, result.status, result.new, result.changed, result.tombstoned,
-        result.requests, result.seconds, f": {result.error}" if result.error else "",
-    )  # fmt: skip
+        name,
+        mode,
+        result.status,
+        result.new,
+        result.changed,
+        result.tombstoned,
+        result.requests,
+        result.seconds,
+        f": {result.error}" if result.error else "",
+    )
     return result
 
 
-def write_snapshots(store: Store, config: Config, project_ids: Sequence[str], now: datetime) -> None:
+def write_snapshots(
+    store: Store, config: Config, project_ids: Sequence[str], now: datetime
+) -> None:
     """Record today's burn-up counts (per audience) for each project, in its own timezone."""
     for pid in project_ids:
         project = config.projects[pid]
@@ -231,16 +243,26 @@ def run_sync(
             connector = make_connector(name, settings)
         except PmsyncError as exc:
             results.append(
-                SourceResult(name, settings.kind, "full" if full else "incremental",
-                             status="failed", error=redact(str(exc)))
-            )  # fmt: skip
+                SourceResult(
+                    name,
+                    settings.kind,
+                    "full" if full else "incremental",
+                    status="failed",
+                    error=redact(str(exc)),
+                )
+            )
             continue
         results.append(
             sync_source(
-                store, connector, full=full, now=now, progress=progress, redact=redact,
+                store,
+                connector,
+                full=full,
+                now=now,
+                progress=progress,
+                redact=redact,
                 overlap=timedelta(minutes=config.sync.overlap_minutes),
                 census_every=timedelta(hours=config.sync.census_every_hours),
-            )  # fmt: skip
+            )
         )
     synced = {r.source for r in results if r.ok}
     projects = [pid for pid, p in config.projects.items() if synced & set(p.sources)]

@@ -63,22 +63,34 @@ def simulate(
     seed: int = SEED,
     max_days: int = MAX_DAYS,
 ) -> np.ndarray:
-    """Return, per trial, the days needed to finish `remaining` items (max_days + 1: never).
+    """Return, per trial, the days needed to finish `remaining` items (max_days + 1: never)."""
+    return simulate_many(samples, [remaining], trials=trials, seed=seed, max_days=max_days)[:, 0]
 
-    Days are drawn in blocks per chunk of trials so memory stays bounded whatever the scope.
+
+def simulate_many(
+    samples: Sequence[int],
+    thresholds: Sequence[int],
+    *,
+    trials: int = TRIALS,
+    seed: int = SEED,
+    max_days: int = MAX_DAYS,
+) -> np.ndarray:
+    """Return a (trials, len(thresholds)) array: the days each trial needs to reach each
+    cumulative number of completed items (0 for a threshold of 0; max_days + 1: never).
+
+    One run serves the project and all its milestones (worked in due-date order). Days are
+    drawn in blocks per chunk of trials, so memory stays bounded whatever the scope.
     """
     import numpy as np  # imported here: the CLI should start without it
 
-    out = np.full(trials, max_days + 1, dtype=np.int64)
-    if remaining <= 0:
-        out[:] = 0
-        return out
+    goals = np.asarray(thresholds, dtype=np.int64)
+    out = np.full((trials, goals.size), max_days + 1, dtype=np.int64)
+    out[:, goals <= 0] = 0
     pool = np.asarray(samples, dtype=np.int64)
-    mean = float(pool.mean()) if pool.size else 0.0
-    if mean <= 0:
+    if not pool.size or pool.sum() <= 0 or goals.size == 0 or goals.max() <= 0:
         return out
     rng = np.random.default_rng(seed)
-    expected = remaining / mean
+    expected = float(goals.max()) / float(pool.mean())
     chunk = 2_000
     for lo in range(0, trials, chunk):
         n = min(chunk, trials - lo)
@@ -86,16 +98,23 @@ def simulate(
         left = np.arange(n)
         day = 0
         while left.size and day < max_days:
-            block = int(min(max(expected * 1.5 + 16, 16), max_days - day, 4_000_000 // left.size))
+            block = int(min(expected * 1.5 + 16, max_days - day, 4_000_000 // left.size))
             block = max(block, 1)
             draws = pool[rng.integers(0, pool.size, size=(left.size, block))]
             cum = done[left, None] + np.cumsum(draws, axis=1)
-            hit = cum >= remaining
-            finished = hit.any(axis=1)
-            first = hit.argmax(axis=1)
-            out[lo + left[finished]] = day + first[finished] + 1
+            rows = lo + left
+            for k, goal in enumerate(goals):
+                if goal <= 0:
+                    continue
+                pending = out[rows, k] > max_days
+                if not pending.any():
+                    continue
+                hit = cum[pending] >= goal
+                found = hit.any(axis=1)
+                first = hit.argmax(axis=1)
+                out[rows[pending][found], k] = day + first[found] + 1
             done[left] = cum[:, -1]
-            left = left[~finished]
+            left = left[done[left] < goals.max()]
             day += block
     return out
 

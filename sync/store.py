@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 
@@ -132,6 +132,12 @@ ITEM_COLUMNS = (
     "blocked",
     "raw",
 )
+
+
+class Upserted(NamedTuple):
+    new: int
+    changed: int
+    restored: int
 
 
 def now_utc() -> datetime:
@@ -260,6 +266,7 @@ class Store:
         return store
 
     def _configure(self) -> None:
+        self._refuse_foreign()
         self.conn.execute("PRAGMA foreign_keys = ON")
         if self.path is not None:
             self.conn.execute("PRAGMA journal_mode = WAL")
@@ -272,21 +279,26 @@ class Store:
                 if p.exists():
                     os.chmod(p, 0o600)
 
+    def _refuse_foreign(self) -> None:
+        """Fail, before writing anything, on a database that is not a pmsync store."""
+        tables = set(self.db.table_names())
+        if tables - {"_migrations"} and "_migrations" not in tables:
+            raise sqlite3.DatabaseError("it has tables but no pmsync migrations table")
+        if "_migrations" in tables:
+            done = {r[0] for r in self.conn.execute("SELECT name FROM _migrations")}
+            unknown = done - {fn.__name__ for fn in MIGRATIONS}
+            if unknown:
+                raise sqlite3.DatabaseError(
+                    f"it was written by a newer pmsync (migrations {sorted(unknown)})"
+                )
+
     def _migrate(self) -> None:
         tables = set(self.db.table_names())
-        foreign = bool(tables - {"_migrations"}) and "_migrations" not in tables
-        if foreign:
-            raise sqlite3.DatabaseError("it has tables but no pmsync migrations table")
         if "_migrations" not in tables:
             self.conn.execute(
                 "CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
             )
         done = {r[0] for r in self.conn.execute("SELECT name FROM _migrations")}
-        known = {fn.__name__ for fn in MIGRATIONS}
-        if done - known:
-            raise sqlite3.DatabaseError(
-                f"it was written by a newer pmsync (migrations {sorted(done - known)})"
-            )
         for fn in MIGRATIONS:
             if fn.__name__ in done:
                 continue
@@ -312,16 +324,14 @@ class Store:
 
     # -- items ----------------------------------------------------------------------------
 
-    def upsert_items(
-        self, items: Sequence[WorkItem], *, now: datetime | None = None
-    ) -> tuple[int, int]:
-        """Write a page of items in one transaction; return (new, changed).
+    def upsert_items(self, items: Sequence[WorkItem], *, now: datetime | None = None) -> Upserted:
+        """Write a page of items in one transaction; return how many were new, changed, restored.
 
         An item seen again is restored if it was tombstoned. When its category changed and
         the source brought no history, the change is recorded as an observed transition.
         """
         if not items:
-            return 0, 0
+            return Upserted(0, 0, 0)
         now = now or now_utc()
         now_s = _iso(now)
         rows = [item_row(i) for i in items]
@@ -329,7 +339,7 @@ class Store:
         for row in rows:
             row["hash"] = _row_hash(row)
             by_key[(row["source"], row["id"])] = row  # a page may repeat an item: last wins
-        new = changed = 0
+        new = changed = restored = 0
         with self.transaction():
             existing = self._existing(list(by_key))
             inserts, updates, seen, transitions = [], [], [], []
@@ -343,7 +353,10 @@ class Store:
                     new += 1
                 elif old["hash"] != row["hash"] or old["deleted_at"] is not None:
                     updates.append({**row, "last_seen_at": now_s})
-                    changed += 1
+                    if old["deleted_at"] is not None:
+                        restored += 1
+                    if old["hash"] != row["hash"]:
+                        changed += 1
                     if item.transitions is None and old["category"] != row["category"]:
                         transitions.append(
                             (
@@ -393,7 +406,7 @@ class Store:
                 self.conn.executemany(
                     "INSERT OR IGNORE INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", transitions
                 )
-        return new, changed
+        return Upserted(new, changed, restored)
 
     def _existing(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], sqlite3.Row]:
         found: dict[tuple[str, str], sqlite3.Row] = {}
