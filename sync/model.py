@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class StatusCategory(StrEnum):
@@ -27,15 +27,12 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+# An aware datetime, normalised to UTC.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(utc)]
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _datetimes_in_utc(cls, value: Any) -> Any:
-        if isinstance(value, datetime):
-            return utc(value)
-        return value
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
 class Transition(_Record):
@@ -43,7 +40,7 @@ class Transition(_Record):
 
     source: str
     item_id: str
-    at: AwareDatetime
+    at: UtcDatetime
     from_status: str | None = None
     to_status: str
     from_category: StatusCategory | None = None
@@ -68,9 +65,9 @@ class WorkItem(_Record):
     milestone_id: str | None = None
     start_date: date | None = None
     due_date: date | None = None
-    created_at: AwareDatetime | None = None
-    updated_at: AwareDatetime | None = None
-    completed_at: AwareDatetime | None = None
+    created_at: UtcDatetime | None = None
+    updated_at: UtcDatetime | None = None
+    completed_at: UtcDatetime | None = None
     estimate: float | None = None
     progress: float | None = Field(default=None, ge=0, le=1)
     blocked: bool = False

@@ -214,11 +214,8 @@ def row_item(row: sqlite3.Row | dict[str, Any], *, with_raw: bool = False) -> Wo
 
 
 def _row_hash(row: dict[str, Any]) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for col in ITEM_COLUMNS:
-        h.update(repr(row[col]).encode())
-        h.update(b"\x1f")
-    return h.hexdigest()
+    text = "\x1f".join([str(row[col]) for col in ITEM_COLUMNS])
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 class Store:
