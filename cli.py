@@ -17,7 +17,7 @@ import click
 
 from config.loader import EXAMPLE, default_config_path, load_config
 from config.schema import Config
-from sync.errors import EXIT_FAILED, EXIT_OK, PmsyncError
+from sync.errors import EXIT_FAILED, EXIT_OK, ConfigError, PmsyncError
 from sync.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,19 +89,35 @@ def handle_errors(fn: F) -> F:
     help="SQLite store (default: [store] path in the config; or $PMSYNC_DB).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="PMSYNC_LOG_FORMAT",
+    help="Log lines for people (text) or one JSON object per line (json) for log shippers.",
+)
 @click.version_option(package_name="pmsync")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, db_path: Path | None, verbose: bool) -> None:
+def cli(
+    ctx: click.Context,
+    config_path: Path | None,
+    db_path: Path | None,
+    verbose: bool,
+    log_format: str,
+) -> None:
     """Sync tasks from your PM tools into SQLite and publish client status reports.
 
     Example: pmsync demo
     """
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from sync.logs import setup_logging
+
     app = App(config_path or default_config_path(), db_path, verbose)
+    # Secrets are known once the config is loaded; the filter reads them at each record.
+    setup_logging(
+        log_format,  # type: ignore[arg-type]
+        verbose=verbose,
+        secrets=lambda: app._config.secrets if app._config is not None else (),
+    )
     ctx.obj = app
     ctx.call_on_close(app.close)
 
@@ -123,7 +139,7 @@ def init(app: App, force: bool) -> None:
     """
     path = app.config_path
     if path.exists() and not force:
-        raise PmsyncError(f"{path} exists; pass --force to overwrite it")
+        raise ConfigError(f"{path} exists; pass --force to overwrite it")
     shutil.copyfile(EXAMPLE, path)
     click.echo(f"wrote {path}; edit it, export the tokens it names, then run `pmsync check`")
 
@@ -180,7 +196,7 @@ def sync(app: App, sources: tuple[str, ...], full: bool, as_json: bool) -> None:
     config = app.config
     unknown = [s for s in sources if s not in config.sources]
     if unknown:
-        raise PmsyncError(
+        raise ConfigError(
             f"unknown source {unknown[0]!r} (defined: {', '.join(config.sources) or 'none'})"
         )
     with run_lock(app.db_path):
@@ -278,8 +294,11 @@ def status(app: App, as_json: bool) -> None:
                 "error": run.get("error"),
             }
         )
+    from sync.schedule import plan_status
+
+    plan = plan_status(config, store, now)
     if as_json:
-        click.echo(json.dumps({"sources": out}, indent=2))
+        click.echo(json.dumps({"sources": out, "projects": plan}, indent=2))
         return
     click.echo(
         table(
@@ -300,6 +319,122 @@ def status(app: App, as_json: bool) -> None:
     for r in out:
         if r["error"]:
             click.echo(f"  {r['source']}: last error: {r['error']}")
+    if plan:
+        click.echo()
+        click.echo(
+            table(
+                ("project", "schedule", "due now", "next due", "period"),
+                [
+                    (
+                        p["project"],
+                        p["schedule"] or "on demand",
+                        ", ".join(p["due"]) or "-",  # type: ignore[arg-type]
+                        p["next_due_local"] or "-",
+                        p["next_period"] or "-",
+                    )
+                    for p in plan
+                ],
+            )
+        )
+
+
+# -- publish / run --------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("project")
+@click.option(
+    "--to", "targets", multiple=True, help="Only this target (its `to`, or `to#2`…); repeatable."
+)
+@click.option(
+    "--period",
+    default=None,
+    help="START..END, or 7d/2w/1m ending today (default: the latest scheduled period).",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be sent; send and record nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@pass_app
+@handle_errors
+def publish(
+    app: App,
+    project: str,
+    targets: tuple[str, ...],
+    period: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Publish a project's report to its targets now (unchanged reports are not re-sent).
+
+    Example: pmsync publish acme --to email --dry-run
+    """
+    from sync.engine import run_lock
+    from sync.publish import publish_project, resolve_period, select_targets, target_specs
+
+    config = app.config
+    settings = config.projects.get(project)
+    if settings is None:
+        known = ", ".join(sorted(config.projects)) or "none"
+        raise ConfigError(f"unknown project {project!r} (configured: {known})")
+    specs = select_targets(project, target_specs(settings), targets)
+    if not specs:
+        raise ConfigError(f"project {project!r} has no [[projects.{project}.publish]] targets")
+    now = datetime.now(UTC)
+    start, end = resolve_period(settings, period, now)
+    if dry_run:
+        results = publish_project(
+            app.store(), config, project, start=start, end=end, targets=specs, now=now, dry_run=True
+        )
+    else:
+        with run_lock(app.db_path):
+            results = publish_project(
+                app.store(), config, project, start=start, end=end, targets=specs, now=now
+            )
+    if as_json:
+        click.echo(json.dumps([r.as_dict(payload=dry_run) for r in results], indent=2))
+    else:
+        for r in results:
+            where = f" {r.url}" if r.url else ""
+            if r.status == "dry-run":
+                click.echo(f"=== {r.target} ({r.period}): would send ===")
+                click.echo(r.payload or "")
+            elif dry_run and r.status == "unchanged":
+                click.echo(f"=== {r.target} ({r.period}): unchanged, nothing would be sent ===")
+            else:
+                click.echo(f"{r.target} ({r.period}): {r.status}{where}")
+    for r in results:
+        if r.error:
+            click.echo(f"error: {r.target}: {r.error}", err=True)
+    if not all(r.ok for r in results):
+        sys.exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--no-sync", is_flag=True, help="Publish what is due without syncing first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing unless something failed.")
+@pass_app
+@handle_errors
+def run(app: App, no_sync: bool, as_json: bool, quiet: bool) -> None:
+    """Cron entry point: sync every source, then publish every report that is due.
+
+    Example (crontab): */10 * * * * cd /srv/pmsync && pmsync run --quiet
+    """
+    from sync.engine import run_lock
+    from sync.publish import error_lines, summary_lines
+    from sync.publish import run as run_plan
+
+    config = app.config
+    with run_lock(app.db_path):
+        outcome = run_plan(config, app.store(), sync=not no_sync)
+    if as_json:
+        click.echo(json.dumps(outcome.as_dict(), indent=2, default=str))
+    elif not (quiet and outcome.ok):
+        for line in summary_lines(outcome):
+            click.echo(line)
+    for line in error_lines(outcome):
+        click.echo(f"error: {line}", err=True)
+    if not outcome.ok:
+        sys.exit(EXIT_FAILED)
 
 
 # -- demo -----------------------------------------------------------------------------------

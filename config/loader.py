@@ -14,6 +14,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from config.schema import Config
 from connectors import connector_class
 from connectors.base import SourceSettings
+from sync.delivery import COMMON_OPTIONS, DELIVERY_MODELS, DeliveryTarget
 from sync.errors import ConfigError
 
 log = logging.getLogger("pmsync.config")
@@ -22,7 +23,7 @@ ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SECRET_KEY = re.compile(r"(?i)(token|secret|password|passwd|api_?key|private_?key)$")
 EXAMPLE = Path(__file__).with_name("pmsync.example.toml")
 # Publish targets that are not sources: delivered by pmsync itself (see sync/publish.py).
-DELIVERY_KINDS: dict[str, type[BaseModel]] = {}
+DELIVERY_KINDS: dict[str, type[BaseModel]] = dict(DELIVERY_MODELS)
 
 
 def default_config_path() -> Path:
@@ -76,13 +77,14 @@ def parse_config(raw: dict[str, Any], *, label: str, base_dir: Path) -> Config:
         except ConfigError as exc:
             errors.append(f"{label}: {exc}")
             continue
-        _warn_literal_secrets(cls.Settings, section, f"{label}: {where}")
+        secrets += _warn_literal_secrets(cls.Settings, section, f"{label}: {where}")
         try:
             settings = cls.Settings.model_validate(values)
         except ValidationError as exc:
             errors.extend(_lines(exc, label, where))
             continue
         sources[name] = _resolve_paths(settings, base_dir)
+    _warn_literal_target_secrets(raw.get("projects"), label)
     try:
         rest = _interpolate(raw, "", None, secrets)
     except ConfigError as exc:
@@ -108,11 +110,18 @@ def parse_config(raw: dict[str, Any], *, label: str, base_dir: Path) -> Config:
 
 
 def _check_target(config: Config, label: str, where: str, target: Any) -> list[str]:
+    options = target.options
     if target.to in config.sources:
         cls = connector_class(config.sources[target.to].kind)
         if cls.Target is None:
             why = getattr(cls, "publish_unsupported_reason", "it has no way to post a report")
             return [f"{label}: {where}: {cls.kind} sources cannot publish reports: {why}"]
+        # audience/language are pmsync's own options: checked here, never passed to connectors.
+        try:
+            DeliveryTarget.model_validate({k: options[k] for k in COMMON_OPTIONS if k in options})
+        except ValidationError as exc:
+            return _lines(exc, label, where)
+        options = {k: v for k, v in options.items() if k not in COMMON_OPTIONS}
         model: type[BaseModel] = cls.Target
     elif target.to in DELIVERY_KINDS:
         model = DELIVERY_KINDS[target.to]
@@ -120,10 +129,33 @@ def _check_target(config: Config, label: str, where: str, target: Any) -> list[s
         known = [*config.sources, *DELIVERY_KINDS]
         return [f"{label}: {where}.to: unknown target {target.to!r} (known: {', '.join(known)})"]
     try:
-        model.model_validate(target.options)
+        model.model_validate(options)
     except ValidationError as exc:
         return _lines(exc, label, where)
     return []
+
+
+def _warn_literal_target_secrets(projects: Any, label: str) -> None:
+    """Warn about a secret (an SMTP password…) written literally in a publish target."""
+    if not isinstance(projects, dict):
+        return
+    for pid, project in projects.items():
+        targets = project.get("publish") if isinstance(project, dict) else None
+        for n, target in enumerate(targets if isinstance(targets, list) else []):
+            if not isinstance(target, dict):
+                continue
+            for key, value in target.items():
+                literal = isinstance(value, str) and value and not ENV_REF.search(value)
+                if SECRET_KEY.search(key) and literal:
+                    log.warning(
+                        "%s: projects.%s.publish[%d].%s: a secret is written in the file;"
+                        ' use %s = "${ENV_VAR}" and keep it in the environment',
+                        label,
+                        pid,
+                        n,
+                        key,
+                        key,
+                    )
 
 
 def _interpolate(value: Any, where: str, source: str | None, secrets: list[str]) -> Any:
@@ -154,23 +186,28 @@ def _interpolate(value: Any, where: str, source: str | None, secrets: list[str])
     return ENV_REF.sub(sub, value)
 
 
-def _warn_literal_secrets(model: type[BaseModel], section: dict[str, Any], where: str) -> None:
+def _warn_literal_secrets(model: type[BaseModel], section: dict[str, Any], where: str) -> list[str]:
+    """Warn about secrets written in the file; return them so they are redacted all the same."""
+    found = []
     for name, info in model.model_fields.items():
         value = section.get(name)
         is_secret = info.annotation is SecretStr or "SecretStr" in str(info.annotation)
         if is_secret and isinstance(value, str) and value and not ENV_REF.search(value):
             log.warning(
-                "%s.%s: a secret is written in the file; use %s = \"${ENV_VAR}\" and keep it"
+                '%s.%s: a secret is written in the file; use %s = "${ENV_VAR}" and keep it'
                 " in the environment",
-                where, name, name,
-            )  # fmt: skip
+                where,
+                name,
+                name,
+            )
+            found.append(value)
+    return found
 
 
 def _resolve_paths(settings: SourceSettings, base_dir: Path) -> SourceSettings:
+    # `base_dir / p` is p itself when p is absolute, so this also expands `~`.
     updates = {
-        name: base_dir / value
-        for name, value in settings
-        if isinstance(value, Path) and not value.expanduser().is_absolute()
+        name: base_dir / value.expanduser() for name, value in settings if isinstance(value, Path)
     }
     return settings.model_copy(update=updates) if updates else settings
 
@@ -186,5 +223,6 @@ def _lines(exc: ValidationError, label: str, where: str) -> list[str]:
         elif err["type"] == "extra_forbidden":
             msg = "unknown setting (check the spelling)"
         msg = msg.removeprefix("Value error, ")
-        out.append(f"{label}: {dotted}: {msg}")
+        # A model-level check (unknown source in a project) names its own dotted path.
+        out.append(f"{label}: {dotted}: {msg}" if dotted else f"{label}: {msg}")
     return out

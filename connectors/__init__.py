@@ -29,7 +29,12 @@ def connector_class(kind: str) -> type[Connector]:
         raise ConfigError(
             f"unknown source kind {kind!r}; known kinds: {', '.join(known_kinds()) or 'none'}"
         )
-    cls = ep.load()  # type: ignore[attr-defined]
+    try:
+        cls = ep.load()  # type: ignore[attr-defined]
+    except Exception as exc:  # a broken plugin must not crash pmsync with a traceback
+        raise ConfigError(
+            f"connector {kind!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}"  # type: ignore[attr-defined]
+        ) from None
     if not (isinstance(cls, type) and issubclass(cls, Connector)):
         raise ConfigError(f"entry point {kind!r} in {GROUP} is not a pmsync Connector")
     return cls

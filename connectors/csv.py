@@ -216,14 +216,15 @@ class CsvConnector(Connector):
         seen: dict[str, int] = {}
         line = 1
         while True:
+            # A quoted cell may span lines: report a record at the line it starts on.
+            line = reader.line_num + 1
             try:
                 cells = next(reader)
             except StopIteration:
                 break
             except csv.Error as exc:
-                self._skip(reader.line_num, str(exc))
+                self._skip(line, str(exc))
                 continue
-            line = reader.line_num
             if not any(c.strip() for c in cells):
                 continue
             try:

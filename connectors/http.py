@@ -8,11 +8,13 @@ of every secret from what it logs and raises.
 
 from __future__ import annotations
 
+import base64
 import json as jsonlib
 import logging
 import random
 import re
 import time
+import weakref
 from collections.abc import Callable, Container, Iterable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -30,6 +32,25 @@ from tenacity import (
 from sync.errors import SourceError
 
 log = logging.getLogger("pmsync.http")
+
+
+class _RedactUrllib3(logging.Filter):
+    """urllib3 logs every request line, query string included, at DEBUG (`-v`): redact it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clients: weakref.WeakSet[HttpClient] = weakref.WeakSet()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        for client in list(self.clients):
+            message = client.redact(message)
+        record.msg, record.args = message, None
+        return True
+
+
+_URLLIB3_REDACTION = _RedactUrllib3()
+logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_REDACTION)
 
 USER_AGENT = "pmsync/0.1 (+https://github.com/pmsync/pmsync)"
 RETRY_STATUS = frozenset({429, 502, 503, 504})
@@ -114,9 +135,12 @@ class HttpClient:
         secret_values = [s for s in secrets if s]
         if auth:
             secret_values.append(auth[1])
+            # A server may echo the Authorization header: its Basic value is the password too.
+            secret_values.append(base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
         if bearer:
             secret_values.append(bearer)
         self._secrets = sorted({s for s in secret_values if len(s) >= 4}, key=len, reverse=True)
+        _URLLIB3_REDACTION.clients.add(self)
 
     # -- redaction ------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from connectors.base import Connector, Publication, PublishTarget, SourceSetting
 from connectors.http import RETRY_STATUS, HttpClient
 from sync.errors import PmsyncError, PublishError, SourceError
 from sync.model import Milestone, RemoteRef, StatusCategory, Transition, WorkItem
+from sync.render.neutralise import plain, safe_url
 
 if TYPE_CHECKING:
     from sync.report import Report
@@ -172,8 +173,9 @@ class PingCodeSettings(SourceSettings):
     api_family: Literal["auto", "pjm", "project"] = "auto"
     # What a state of type `closed` means (closed without being completed: rejected, won't do).
     closed_category: StatusCategory = StatusCategory.CANCELLED
-    # Read each changed item's transition_histories (one request per item).
-    history: bool = True
+    # Read transition_histories (one request per item): "changed" for the items an
+    # incremental sync brings, "all" also for every started item of a full sync, or "off".
+    history: Literal["changed", "all", "off"] = "changed"
     # Work-item type keys or ids that are milestones (waterfall 里程碑 types have hex ids).
     milestone_types: list[str] = Field(default_factory=lambda: ["milestone"])
     include_archived: bool = True
@@ -249,8 +251,8 @@ class PingCodeConnector(Connector):
         if response.status_code >= 300 or not isinstance(token, str) or not token:
             detail = self._detail(body, response)
             raise SourceError(
-                f"{self.name}: PingCode refused a token for client_id {s.client_id!r}{detail}"
-                " (check client_id and client_secret, and that the app still exists)"
+                f"{self.name}: cannot get a PingCode token; client_id {s.client_id!r}{detail};"
+                " check client_id and client_secret, and that the app still exists"
             )
         self.http.add_secret(token)
         return token, expiry(body.get("expires_in"), self.clock())
@@ -291,10 +293,6 @@ class PingCodeConnector(Connector):
             return response
         raise error(self._message(method, path, response))
 
-    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        assert self.http is not None
-        return self.http.parse_json(self._request("GET", path, params=params))
-
     def _detail(self, body: Any, response: requests.Response) -> str:
         """`: code 100038 message (HTTP 429)` from a PingCode error body."""
         assert self.http is not None
@@ -309,7 +307,8 @@ class PingCodeConnector(Connector):
     def _message(self, method: str, path: str, response: requests.Response) -> str:
         status = response.status_code
         hint = {
-            401: "the token was rejected again after a refresh: check client_id and client_secret,"
+            # No "token <word>" here: the redactor would take the word for a token value.
+            401: "rejected again after fetching a new token; check client_id and client_secret,"
             " and that the app was not deleted or its secret reset",
             403: "the app's data range (scopes) does not allow this: grant it in 企业后台 → 凭据管理",
             404: "not found: check url, project, work_item and api_family",
@@ -336,9 +335,13 @@ class PingCodeConnector(Connector):
     def _probe(self) -> str:
         for fam in FAMILIES:
             response = self._request(
-                "GET", self._items_path(fam), params={"page_size": 1}, accept=(404, 405, 410)
+                "GET",
+                self._items_path(fam),
+                params={"page_size": 1},
+                accept=(400, 403, 404, 405, 410, 422),
             )
-            if response.status_code < 300:
+            # A 400/403/422 still proves the path is served (a missing filter, a scope).
+            if response.status_code not in (404, 405, 410):
                 self.state["api_family"] = fam
                 self.state.pop("updated_between", None)
                 self.notes.append(f"PingCode API family: /v1/{fam} (probed)")
@@ -427,7 +430,8 @@ class PingCodeConnector(Connector):
         """
         assert self.http is not None
         size = self.settings.page_size
-        index = 0
+        index = seen = 0
+        previous_first: Any = None
         while True:
             response = self._request(
                 "GET",
@@ -447,13 +451,24 @@ class PingCodeConnector(Connector):
                     f"{self.name}: unexpected answer from /{path} (no `values` list);"
                     " check url and api_family"
                 )
+            first = values[0].get("id") if values and isinstance(values[0], dict) else None
+            if index > 0 and first is not None and first == previous_first:
+                raise SourceError(
+                    f"{self.name}: /{path} returned page {index} twice (page_index ignored?);"
+                    " stopping instead of looping"
+                )
+            previous_first = first
             yield [v for v in values if isinstance(v, dict)]
             index += 1
+            seen += len(values)
             total = body.get("total")
             served = body.get("page_size") if isinstance(body.get("page_size"), int) else size
-            if not values or len(values) < min(served, size):
+            if not values:
                 return
-            if isinstance(total, int) and index * served >= total:
+            if isinstance(total, int) and not isinstance(total, bool):
+                if seen >= total:
+                    return
+            elif len(values) < min(served, size):
                 return
 
     def _item_pages(
@@ -483,7 +498,6 @@ class PingCodeConnector(Connector):
 
     def fetch_items(self, since: datetime | None) -> Iterator[WorkItem]:
         self._live_ids = None
-        path = "/" + self._items_path(self.family())
         extra: dict[str, Any] = {}
         server_side = since is not None and self.state.get("updated_between") != "rejected"
         if since is not None and server_side:
@@ -509,24 +523,32 @@ class PingCodeConnector(Connector):
                         item.transitions = self._history(item)
                     yield item
         except _Refused as refused:
-            # The server rejects updated_between: remember, and compare on updated_at instead.
-            self.state["updated_between"] = "rejected"
+            # The server rejects updated_between: compare on updated_at instead, and remember
+            # that once a pass without it has worked.
             self.notes.append(
-                f"{path} rejected updated_between (HTTP {refused.status}); using a full pass"
+                f"/{self._items_path(self.family())} rejected updated_between"
+                f" (HTTP {refused.status}); using a full pass"
             )
-            yield from self.fetch_items(since)
+            self.state["updated_between"] = "rejected"
+            try:
+                yield from self.fetch_items(since)
+            except PmsyncError:
+                self.state.pop("updated_between", None)
+                raise
             return
+        path = "/" + self._items_path(self.family())
         if since is None:
             self.notes.append(f"full pass: {read} work items ({path})")
         elif server_side and not ignored:
             self.notes.append(
-                f"incremental by updated_between (server-side filter on {path}): {changed} changed"
+                f"incremental by updated_between (server-side filter on {path}):"
+                f" {changed} updated since the last sync"
             )
         else:
             why = "ignores" if ignored else "does not accept"
             self.notes.append(
                 f"incremental by a full pass compared on updated_at ({path} {why}"
-                f" updated_between): {read} read, {changed} changed"
+                f" updated_between): {read} read, {changed} updated since the last sync"
             )
         if since is None or not server_side or ignored:
             self._live_ids = ids  # this pass saw every live item: the census is free
@@ -630,11 +652,14 @@ class PingCodeConnector(Connector):
     # -- history and milestones ----------------------------------------------------------
 
     def _wants_history(self, item: WorkItem, since: datetime | None) -> bool:
-        # A full pass reads history only for items that left their first state: one request
-        # per item is costly at 200 requests a minute (§1.4).
-        if not (self.settings.history and self._history_ok):
+        # One request per item is costly at 200 requests a minute (§1.4): a full pass reads
+        # history only with history = "all", and then only for items that left their first state.
+        mode = self.settings.history
+        if mode == "off" or not self._history_ok:
             return False
-        return since is not None or item.category is not StatusCategory.TODO
+        if since is not None:
+            return True
+        return mode == "all" and item.category is not StatusCategory.TODO
 
     def _history(self, item: WorkItem) -> list[Transition] | None:
         """Return the item's state changes from transition_histories (§1.7), oldest first."""
@@ -880,169 +905,92 @@ def content_hashes(body: str) -> set[str]:
 
 def neutral(text: Any) -> str:
     """Escape text for HTML and break @mentions so nobody is notified."""
-    return html.escape(str(text), quote=True).replace("@", "@\u200b")
-
-
-LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "title": "Status report",
-        "period": "Period",
-        "health": "Health",
-        "on_track": "On track",
-        "at_risk": "At risk",
-        "off_track": "Off track",
-        "complete": "Complete",
-        "progress": "Progress",
-        "done_of": "{done} of {total} items done ({percent})",
-        "by_estimate": "by estimate: {done:g} of {total:g} ({percent})",
-        "in_progress_todo": "{in_progress} in progress, {todo} to do, {cancelled} cancelled",
-        "completed": "Completed in this period",
-        "in_progress": "In progress",
-        "upcoming": "Coming next",
-        "overdue": "Overdue",
-        "blocked": "Blocked",
-        "needs_client_input": "Needs your input",
-        "change_requests": "Change requests",
-        "milestones": "Milestones",
-        "forecast": "Forecast",
-        "forecast_line": "likely done by {p50} (85% by {p85})",
-        "probability": "chance of finishing by {target}: {percent}",
-        "no_forecast": "no forecast yet",
-        "due": "due",
-        "days_overdue": "{n} days overdue",
-        "more": "… and {n} more",
-        "generated": "Generated {at} by pmsync",
-        "done": "done",
-        "late": "late",
-    },
-    "zh-CN": {
-        "title": "项目状态报告",
-        "period": "周期",
-        "health": "健康度",
-        "on_track": "正常",
-        "at_risk": "有风险",
-        "off_track": "偏离计划",
-        "complete": "已完成",
-        "progress": "进度",
-        "done_of": "已完成 {done} / {total} 项（{percent}）",
-        "by_estimate": "按估算：{done:g} / {total:g}（{percent}）",
-        "in_progress_todo": "进行中 {in_progress}，待处理 {todo}，已取消 {cancelled}",
-        "completed": "本周期完成",
-        "in_progress": "进行中",
-        "upcoming": "即将开始",
-        "overdue": "已逾期",
-        "blocked": "受阻",
-        "needs_client_input": "需要您确认",
-        "change_requests": "变更请求",
-        "milestones": "里程碑",
-        "forecast": "预测",
-        "forecast_line": "预计 {p50} 完成（85% 概率不晚于 {p85}）",
-        "probability": "在 {target} 前完成的概率：{percent}",
-        "no_forecast": "暂无预测",
-        "due": "截止",
-        "days_overdue": "逾期 {n} 天",
-        "more": "……另有 {n} 项",
-        "generated": "由 pmsync 生成于 {at}",
-        "done": "已完成",
-        "late": "已延期",
-    },
-}
-LIST_SECTIONS = (
-    "completed",
-    "in_progress",
-    "upcoming",
-    "overdue",
-    "blocked",
-    "needs_client_input",
-    "change_requests",
-)
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0f}%"
+    return html.escape(plain(str(text)), quote=True).replace("@", "@\u200b")
 
 
 def _link(text: str, url: str | None) -> str:
-    """Escaped text, linked only to an http(s) URL."""
-    if url and re.match(r"https?://", url):
-        return f'<a href="{html.escape(url, quote=True)}">{neutral(text)}</a>'
-    return neutral(text)
+    """Escaped text, linked only to a safe http(s) URL."""
+    href = safe_url(url)
+    if href is None:
+        return neutral(text)
+    return f'<a href="{html.escape(href, quote=True)}">{neutral(text)}</a>'
 
 
 def report_html(report: Report, *, max_rows: int = MAX_LIST_ROWS) -> str:
-    """Render a report as the small, fully escaped HTML a PingCode comment carries (§1.9:
-    descriptions are HTML; whether comments render it is unconfirmed, so nothing fancy)."""
-    t = LABELS.get(report.language, LABELS["en"])
-    p = report.progress
-    out = [
-        f"<h3>{neutral(t['title'])}: {neutral(report.project.name)}</h3>",
-        f"<p><strong>{neutral(t['period'])}</strong>: {report.period.start.isoformat()}"
-        f" – {report.period.end.isoformat()}<br>"
-        f"<strong>{neutral(t['health'])}</strong>:"
-        f" {neutral(t.get(report.health.status, report.health.status))}</p>",
-    ]
-    if report.health.reasons:
-        out.append("<ul>" + "".join(f"<li>{neutral(r)}</li>" for r in report.health.reasons))
-        out[-1] += "</ul>"
-    progress = neutral(
-        t["done_of"].format(done=p.done, total=p.total, percent=_pct(p.percent_done))
-    )
-    progress += "<br>" + neutral(
-        t["in_progress_todo"].format(in_progress=p.in_progress, todo=p.todo, cancelled=p.cancelled)
-    )
-    if p.estimate_total:
-        progress += "<br>" + neutral(
-            t["by_estimate"].format(
-                done=p.estimate_done,
-                total=p.estimate_total,
-                percent=_pct(p.percent_done_by_estimate),
-            )
+    """Render a report as the small, fully escaped HTML a PingCode comment carries.
+
+    §1.9: whether comment content renders HTML is unconfirmed; descriptions are HTML, so
+    this sends only headings, paragraphs, lists and links. The words and lists come from
+    `sync.render.common` and `sync.i18n`, like every other renderer's.
+    """
+    from sync import i18n
+    from sync.render import common
+
+    lang = report.language
+
+    def t(key: str, **values: object) -> str:
+        return i18n.t(lang, key, **values)
+
+    def more(hidden: int) -> str:
+        return f"<li>{_link(common.more_text(report, hidden), report.more_url)}</li>"
+
+    out = [f"<h3>{neutral(plain(common.title(report)))}</h3>"]
+    out.append(
+        "<p>"
+        + "<br>".join(
+            f"<strong>{neutral(label)}</strong>: {neutral(value)}"
+            for label, value in common.header_fields(report)
         )
-    out.append(f"<p><strong>{neutral(t['progress'])}</strong>: {progress}</p>")
-    for section in LIST_SECTIONS:
-        refs = getattr(report, section)
-        if not refs:
+        + "</p>"
+    )
+    out.append(
+        f"<p><strong>{neutral(t('health'))}</strong>: {neutral(common.health_heading(report))}</p>"
+    )
+    if report.health.reasons:
+        out.append(
+            "<ul>"
+            + "".join(f"<li>{neutral(plain(r, 300))}</li>" for r in report.health.reasons)
+            + "</ul>"
+        )
+    out.append(
+        f"<p><strong>{neutral(t('progress'))}</strong>: "
+        + "<br>".join(neutral(line) for line in common.progress_lines(report))
+        + "</p>"
+    )
+    for section in common.sections(report):
+        if not section.items:
             continue
         rows = []
-        for ref in refs[:max_rows]:
-            extra = [neutral(ref.status)] if ref.status else []
-            if ref.due_date and section != "completed":
-                extra.append(f"{neutral(t['due'])} {ref.due_date.isoformat()}")
-            if ref.days_overdue:
-                extra.append(neutral(t["days_overdue"].format(n=ref.days_overdue)))
+        for ref in section.items[:max_rows]:
+            details = [
+                f"{t(col.heading)} {value}"
+                for col in section.columns
+                if col.heading not in ("col_key", "col_title") and (value := col.value(ref, lang))
+            ]
             rows.append(
-                f"<li>{_link(ref.key, ref.url)} {neutral(ref.title)}"
-                + (f" ({', '.join(extra)})" if extra else "")
+                f"<li>{_link(plain(ref.key, 50), ref.url)} {neutral(plain(ref.title, common.TITLE_LIMIT))}"
+                + (f" ({neutral('; '.join(details))})" if details else "")
                 + "</li>"
             )
-        if len(refs) > max_rows:
-            rows.append(
-                f"<li>{_link(t['more'].format(n=len(refs) - max_rows), report.more_url)}</li>"
-            )
-        out.append(f"<p><strong>{neutral(t[section])}</strong></p><ul>{''.join(rows)}</ul>")
+        if len(section.items) > max_rows:
+            rows.append(more(len(section.items) - max_rows))
+        out.append(f"<p><strong>{neutral(t(section.heading))}</strong></p><ul>{''.join(rows)}</ul>")
     if report.milestones:
         rows = []
         for m in report.milestones[:max_rows]:
-            due = f" ({neutral(t['due'])} {m.due_date.isoformat()})" if m.due_date else ""
-            state = neutral(t.get(m.state, m.state.replace("_", " ")))
-            rows.append(f"<li>{_link(m.name, m.url)}{due}: {_pct(m.percent_done)}, {state}</li>")
+            due = f"{t('col_due')} {i18n.fmt_date(lang, m.due_date)}; " if m.due_date else ""
+            line = f"{due}{t('col_percent')} {i18n.fmt_percent(m.percent_done)}; {t('state_' + m.state)}"
+            rows.append(
+                f"<li>{_link(plain(m.name, common.TITLE_LIMIT), m.url)} ({neutral(line)})</li>"
+            )
         if len(report.milestones) > max_rows:
-            n = len(report.milestones) - max_rows
-            rows.append(f"<li>{_link(t['more'].format(n=n), report.more_url)}</li>")
-        out.append(f"<p><strong>{neutral(t['milestones'])}</strong></p><ul>{''.join(rows)}</ul>")
-    f = report.forecast
-    line = (
-        t["forecast_line"].format(p50=f.p50.isoformat(), p85=(f.p85 or f.p50).isoformat())
-        if f.p50
-        else t["no_forecast"] + (f" ({f.reason})" if f.reason else "")
+            rows.append(more(len(report.milestones) - max_rows))
+        out.append(f"<p><strong>{neutral(t('milestones'))}</strong></p><ul>{''.join(rows)}</ul>")
+    out.append(
+        f"<p><strong>{neutral(t('forecast'))}</strong>: "
+        + "<br>".join(neutral(line) for line in common.forecast_lines(report))
+        + "</p>"
     )
-    if f.target_date and f.probability_by_target is not None:
-        line += "; " + t["probability"].format(
-            target=f.target_date.isoformat(), percent=_pct(100 * f.probability_by_target)
-        )
-    out.append(f"<p><strong>{neutral(t['forecast'])}</strong>: {neutral(line)}</p>")
-    at = report.generated_at.astimezone(report.zone).strftime("%Y-%m-%d %H:%M %Z")
-    out.append(f"<p><em>{neutral(t['generated'].format(at=at))}</em></p>")
     body = "\n".join(out)
     if len(body) > MAX_COMMENT_CHARS and max_rows > 1:
         return report_html(report, max_rows=max(1, max_rows // 2))

@@ -109,6 +109,7 @@ class RedmineConnector(Connector):
         self._project: dict[str, Any] | None = None
         self._me: dict[str, Any] | None = None
         self.restarts = 0  # times paging restarted because the list moved under it
+        self.max_restarts = MAX_RESTARTS
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -185,6 +186,7 @@ class RedmineConnector(Connector):
         return f"{me['login']} on {self.settings.url}, project {project.get('name', project['id'])}"
 
     def fetch_items(self, since: datetime | None) -> Iterator[WorkItem]:
+        self._project_info()  # logs in first
         self._status_table()
         journals = 0
         for issue in self._changed_issues(since):
@@ -224,10 +226,10 @@ class RedmineConnector(Connector):
             issues = self._issue_list(params)
             if offset and (not issues or seen.get(issues[0]["id"]) != issues[0]["updated_on"]):
                 self.restarts += 1
-                if self.restarts > MAX_RESTARTS:
+                if self.restarts > self.max_restarts:
                     raise SourceError(
                         f"{self.name}: issues kept changing during the sync"
-                        f" ({MAX_RESTARTS} restarts); try again later"
+                        f" ({self.max_restarts} restarts); try again later"
                     )
                 bound, offset = (_parse_dt(passed) or bound), 0
                 continue
@@ -381,7 +383,9 @@ class RedmineConnector(Connector):
     def _transitions(self, issue: dict[str, Any], item: WorkItem) -> list[Transition]:
         """The issue's status history from its journals, creation first (research §3.4)."""
         body = self._get(
-            f"issues/{issue['id']}.json", {"include": "journals"}, what=f"journals of #{issue['id']}"
+            f"issues/{issue['id']}.json",
+            {"include": "journals"},
+            what=f"journals of #{issue['id']}",
         )
         journals = ((body or {}).get("issue") or {}).get("journals") or []
         table = self._status_table()
@@ -436,8 +440,6 @@ class RedmineConnector(Connector):
     def render(self, target: PublishTarget, report: Report) -> str:
         options = self._target(target)
         if self.text_format(options) == "textile":
-            from connectors.redmine_textile import to_textile
-
             text = to_textile(report)
         else:
             from sync.render import to_markdown
@@ -533,14 +535,12 @@ class RedmineConnector(Connector):
 
 _URL = re.compile(r"""https?://[^\s<>"'\])]+""")
 # Redmine link prefixes (application_helper.rb LINKS_RE) written as `prefix:target`.
-_PREFIXES = (
-    "attachment|document|version|forum|news|message|project|commit|source|export|user"
-)
+_PREFIXES = "attachment|document|version|forum|news|message|project|commit|source|export|user"
 _NEUTRALISE = [
     # @login mentions notify users (acts/mentionable.rb), and @login renders a user link.
     (re.compile(r"@(?=[A-Za-z0-9_\-.@])"), "@\u200b"),
     # #123, ##123, #note-1: issue and note links (not a Markdown heading `## x`, not `&#35;`).
-    (re.compile(r"(?<!&)#(?=#?(?:\d|note))"), "#\u200b"),
+    (re.compile(r"(?<![&#])#(?=#?(?:\d|note))"), "#\u200b"),
     # r123 / repo|r123 revisions, after the separators LINKS_RE allows before a link.
     (re.compile(r"(?<=[\s(,\-\[>|])r(?=\d)|^r(?=\d)", re.M), "r\u200b"),
     # prefix:target and prefix#id links: commit:abc, source:x, user:login, version#3…
@@ -592,6 +592,191 @@ def _same_text(a: Any, b: str) -> bool:
     return isinstance(a, str) and norm(a) == norm(b)
 
 
+# -- Textile -------------------------------------------------------------------------------
+
+# Everything but letters, digits, spaces and a few harmless marks becomes a numeric entity:
+# Textile then sees no markup, Redmine no link, macro or mention (`&#64;x` is not `@x`),
+# and the reader sees the same characters.
+_TEXTILE_SAFE = re.compile(r"[^\w\s.,/?'\u0080-\uffff]|_")
+_SAFE_URL = re.compile(r"https?://[^\s\"<>|]+\Z")
+MAX_ROWS = 25
+
+
+def tx(value: Any) -> str:
+    """Escape one value for Textile: one line, every markup character as an entity."""
+    text = " ".join(str(value).split())
+    return _TEXTILE_SAFE.sub(lambda m: f"&#{ord(m.group(0))};", text)
+
+
+def _link(text: str, url: str | None) -> str:
+    if url and _SAFE_URL.match(url):
+        return f'"{tx(text)}":{url}'
+    return tx(text)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["|" + "".join(f"_. {h} |" for h in head)]
+    lines += ["|" + "".join(f" {c} |" for c in row) for row in rows]
+    return [*lines, ""]
+
+
+def to_textile(report: Report) -> str:
+    """Render `report` in Redmine's Textile, every value escaped (DESIGN §7 sections)."""
+    from sync import i18n
+
+    lang, zone = report.language, report.zone
+
+    def t(key: str, **values: Any) -> str:
+        return tx(i18n.t(lang, key, **values))
+
+    def day(value: date | None) -> str:
+        return tx(i18n.fmt_date(lang, value)) if value else "&#8211;"
+
+    title = "closing_title" if report.closing is not None else "title"
+    out = [f"h2. {t(title)}: {tx(report.project.name)}", ""]
+    head = []
+    if report.project.client:
+        head.append(f"*{t('client')}:* {tx(report.project.client)}")
+    head.append(f"*{t('period')}:* {day(report.period.start)} &#8211; {day(report.period.end)}")
+    if report.target_date:
+        head.append(f"*{t('target_date')}:* {day(report.target_date)}")
+    generated = i18n.fmt_datetime(lang, report.generated_at, zone)
+    head.append(f"*{t('generated')}:* {tx(generated)}")
+    out += ["\n".join(head), ""]  # Redmine's Textile keeps line breaks within a paragraph
+
+    health = f"*{tx(i18n.health_word(lang, report.health.status))}*"
+    if report.health.overridden:
+        health += f" ({t('overridden')})"
+    out += [f"h3. {t('health')}", "", health, ""]
+    out += [f"* {tx(r)}" for r in report.health.reasons] + ([""] if report.health.reasons else [])
+
+    p = report.progress
+    out += [f"h3. {t('progress')}", ""]
+    out.append(
+        t("progress_line", done=p.done, live=p.total - p.cancelled,
+          percent=i18n.fmt_percent(p.percent_done), in_progress=p.in_progress, todo=p.todo,
+          cancelled=p.cancelled)
+    )  # fmt: skip
+    if p.estimate_total:
+        out.append(
+            t("progress_estimate", done=i18n.fmt_number(p.estimate_done),
+              total=i18n.fmt_number(p.estimate_total),
+              percent=i18n.fmt_percent(p.percent_done_by_estimate))
+        )  # fmt: skip
+    if p.delta is not None:
+        out.append(
+            t("progress_delta", since=i18n.fmt_date(lang, p.delta.since), done=p.delta.done,
+              total=i18n.fmt_signed(p.delta.total),
+              percent=i18n.fmt_signed(p.delta.percent_done))
+        )  # fmt: skip
+    out.append("")
+
+    sections = [
+        ("completed", report.completed, "col_completed"),
+        ("in_progress", report.in_progress, None),
+        ("upcoming", report.upcoming, None),
+        ("overdue", report.overdue, "col_days_overdue"),
+        ("blocked", report.blocked, "col_days_blocked"),
+        ("needs_client_input", report.needs_client_input, None),
+        ("change_requests", report.change_requests, None),
+    ]
+    for key, refs, extra in sections:
+        out += [f"h3. {t(key)}", ""]
+        if not refs:
+            out += [t("none"), ""]
+            continue
+        cols = ["col_key", "col_title", "col_status", "col_due", "col_assignee"]
+        rows = []
+        for ref in refs[:MAX_ROWS]:
+            row = [_link(ref.key, ref.url), tx(ref.title), tx(ref.status), day(ref.due_date),
+                   tx(ref.assignee or "")]  # fmt: skip
+            if extra == "col_completed":
+                when = ref.completed_at.astimezone(zone).date() if ref.completed_at else None
+                row.append(day(when))
+            elif extra == "col_days_overdue":
+                row.append(tx(ref.days_overdue if ref.days_overdue is not None else ""))
+            elif extra == "col_days_blocked":
+                row.append(tx(ref.blocked_days if ref.blocked_days is not None else ""))
+            rows.append(row)
+        out += _table([t(c) for c in cols + ([extra] if extra else [])], rows)
+        if len(refs) > MAX_ROWS:
+            more = t("more", count=len(refs) - MAX_ROWS)
+            out += [f"{more} ({_link(i18n.t(lang, 'more_link'), report.more_url)})"
+                    if report.more_url else more, ""]  # fmt: skip
+
+    if report.milestones:
+        out += [f"h3. {t('milestones')}", ""]
+        rows = [
+            [_link(m.name, m.url), day(m.due_date), tx(i18n.fmt_percent(m.percent_done)),
+             day(m.forecast), tx(i18n.t(lang, f"state_{m.state}"))]
+            for m in report.milestones[:MAX_ROWS]
+        ]  # fmt: skip
+        out += _table([t(c) for c in ("col_milestone", "col_due", "col_percent",
+                                      "col_forecast", "col_state")], rows)  # fmt: skip
+
+    f = report.forecast
+    out += [f"h3. {t('forecast')}", ""]
+    if f.p50 is not None:
+        out.append(
+            t("forecast_line", rate=i18n.fmt_number(f.throughput_per_day),
+              start=i18n.fmt_date(lang, f.window_start), end=i18n.fmt_date(lang, f.window_end),
+              remaining=f.remaining, p50=i18n.fmt_date(lang, f.p50),
+              p85=i18n.fmt_date(lang, f.p85), p95=i18n.fmt_date(lang, f.p95))
+        )  # fmt: skip
+        if f.target_date is not None and f.probability_by_target is not None:
+            out += ["", t("forecast_target", target=i18n.fmt_date(lang, f.target_date),
+                          probability=i18n.fmt_percent(100 * f.probability_by_target))]  # fmt: skip
+    else:
+        out.append(t("forecast_none", reason=f.reason or ""))
+    out.append("")
+
+    sc = report.scope_change
+    out += [f"h3. {t('scope_change')}", ""]
+    if sc.baseline is not None:
+        out.append(
+            t("scope_line", baseline=i18n.fmt_date(lang, sc.baseline), added=len(sc.added),
+              estimate_added=i18n.fmt_number(sc.estimate_added), removed=len(sc.removed),
+              estimate_removed=i18n.fmt_number(sc.estimate_removed))
+        )  # fmt: skip
+    else:
+        out.append(t("scope_none"))
+    out.append("")
+
+    ch = report.changes_since_last_report
+    out += [f"h3. {t('changes')}", ""]
+    out.append(
+        t("changes_line", since=i18n.fmt_date(lang, ch.since), completed=len(ch.completed),
+          added=len(ch.added), reopened=len(ch.reopened), cancelled=len(ch.cancelled),
+          removed=len(ch.removed), done_then=ch.progress_then.done,
+          total_then=ch.progress_then.total)
+    )  # fmt: skip
+    out.append("")
+
+    if report.closing is not None:
+        c = report.closing
+        out += [f"h3. {t('closing')}", ""]
+        out.append(t("closing_outcome", done=c.done, cancelled=c.cancelled, open=c.open))
+        if c.throughput_per_week is not None:
+            out += ["", t("closing_throughput", rate=i18n.fmt_number(c.throughput_per_week))]
+        out.append("")
+        if c.lessons_learned:
+            out += [f"h3. {t('lessons')}", ""]
+            out += [tx(line) for line in c.lessons_learned.splitlines() if line.strip()]
+            out.append("")
+
+    if report.sources:
+        out += [f"h3. {t('sources')}", ""]
+        rows = [
+            [tx(s.name), tx(s.kind), tx(i18n.fmt_datetime(lang, s.last_synced_at, zone)),
+             tx(s.items)]
+            for s in report.sources
+        ]  # fmt: skip
+        out += _table([t(c) for c in ("col_source", "col_kind", "col_last_synced",
+                                      "col_items")], rows)  # fmt: skip
+    out += [f"_{t('footer')}_", ""]
+    return "\n".join(out)
+
+
 # -- small parsers ------------------------------------------------------------------------
 
 
@@ -638,4 +823,3 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
-

@@ -187,9 +187,8 @@ def sync_source(
             error=result.error,
         )
         connector.close()
-    level = logging.INFO if result.ok else logging.ERROR
-    log.log(
-        level,
+    # INFO even on failure: the caller reports the error itself, once.
+    log.info(
         "%s: %s sync %s: %d new, %d changed, %d tombstoned, %d requests, %.1fs%s",
         name,
         mode,

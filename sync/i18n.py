@@ -74,7 +74,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "more_link": "full list",
         "progress_line": "{done} of {live} items done ({percent}); {in_progress} in progress, {todo} to do, {cancelled} cancelled.",
         "progress_estimate": "By estimate: {done} of {total} done ({percent}).",
-        "progress_delta": "Since {since}: {done} more done, scope {total}, {percent} points.",
+        "progress_delta": "Change since {since}: {done} done, {total} in scope, {percent} percentage points.",
         "forecast_line": "At the recent pace ({rate} items a day from {start} to {end}), the {remaining} open items are done by {p50} (50% likely), {p85} (85%) or {p95} (95%).",
         "forecast_target": "Chance of finishing by the target date {target}: {probability}.",
         "forecast_none": "No forecast: {reason}.",
@@ -207,7 +207,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "more_link": "完整列表",
         "progress_line": "已完成 {done} / {live} 项（{percent}）；进行中 {in_progress} 项，待办 {todo} 项，已取消 {cancelled} 项。",
         "progress_estimate": "按估算：已完成 {done} / {total}（{percent}）。",
-        "progress_delta": "自 {since} 以来：新完成 {done} 项，范围变化 {total} 项，完成率变化 {percent} 个百分点。",
+        "progress_delta": "自 {since} 以来的变化：完成 {done} 项，范围 {total} 项，完成率 {percent} 个百分点。",
         "forecast_line": "按近期速度（{start} 至 {end} 平均每天完成 {rate} 项），剩余 {remaining} 项预计于 {p50}（50% 把握）、{p85}（85% 把握）或 {p95}（95% 把握）前完成。",
         "forecast_target": "在目标日期 {target} 前完成的概率：{probability}。",
         "forecast_none": "暂无预测：{reason}。",
@@ -348,4 +348,6 @@ def fmt_percent(value: float | None) -> str:
 def fmt_signed(value: float | None) -> str:
     if value is None:
         return "–"
+    if value == 0:
+        return "±0"
     return f"+{fmt_number(value)}" if value > 0 else fmt_number(value)

@@ -200,6 +200,7 @@ class Charts(BaseModel):
 class ProgressThen(BaseModel):
     total: int
     done: int
+    cancelled: int
     percent_done: float | None
 
 
@@ -764,6 +765,7 @@ class _Builder:
             since=since, basis=basis,
             progress_then=ProgressThen(
                 total=int(tally_then["total"]), done=int(tally_then["done"]),
+                cancelled=int(tally_then["cancelled"]),
                 percent_done=_percent(
                     tally_then["done"], tally_then["total"] - tally_then["cancelled"]
                 ),
@@ -961,11 +963,13 @@ class _Builder:
             kids = children.get((e.source, e.id), [])
             done = sum(1 for p in kids if p.cat is DONE)
             cancelled = sum(1 for p in kids if p.cat is CANCELLED)
-            starts = [p.item.start_date or (p.item.created_at and local_day(p.item.created_at, self.zone))
-                      for p in kids]  # fmt: skip
-            start = e.start_date or min((s for s in starts if s), default=None)
+            # Children's start dates, else their creation: when the epic's work could begin.
+            starts = [p.item.start_date for p in kids if p.item.start_date] or [
+                local_day(p.item.created_at, self.zone) for p in kids if p.item.created_at
+            ]
+            start = e.start_date or min(starts, default=None)
             ends = [p.item.due_date for p in kids if p.item.due_date]
-            finished = e.category is DONE or (kids and done == len(kids) - cancelled and done)
+            finished = e.category is DONE or bool(kids and done and done == len(kids) - cancelled)
             end = e.due_date or max(ends, default=None)
             if end is None and finished:
                 closes = [local_day(p.since, self.zone) for p in kids if p.cat is DONE and p.since is not ALWAYS]
@@ -1012,7 +1016,7 @@ class _Builder:
         cycle: list[float] = []
         for p in self.present:
             began = self._started(p.item)
-            if began is not None:
+            if began is not None and p.cat in (DONE, IN_PROGRESS):
                 starts.append(local_day(began, self.zone))
             if p.cat is DONE and p.since is not ALWAYS and began is not None:
                 cycle.append(max((p.since - began).total_seconds() / 86400, 0.0))

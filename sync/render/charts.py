@@ -1,0 +1,172 @@
+"""The burn-up and Gantt charts as inline SVG, drawn by matplotlib (Agg backend).
+
+matplotlib is imported on first use only, so the CLI starts fast. Text stays text in the
+SVG (`svg.fonttype = none`: small files, selectable words) and math parsing is off, so a
+title with `$` is shown as typed. Element ids get a per-chart prefix so two charts can live
+in one HTML page.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from datetime import date, timedelta
+from typing import Any
+
+from sync import i18n
+from sync.render import common
+from sync.render.neutralise import plain
+from sync.report import Report
+
+COLORS = {
+    "scope": "#5b6770",
+    "done": "#1a7f37",
+    "target": "#cf222e",
+    "forecast": "#9a6700",
+    "period": "#ddf4ff",
+    "done_bar": "#1a7f37",
+    "on_track": "#0969da",
+    "at_risk": "#bf8700",
+    "late": "#cf222e",
+}
+_FONTS = ["DejaVu Sans", "Noto Sans CJK SC", "Droid Sans Fallback", "WenQuanYi Zen Hei",
+          "Microsoft YaHei", "PingFang SC", "sans-serif"]  # fmt: skip
+_RC = {
+    "svg.fonttype": "none",
+    "svg.hashsalt": "pmsync",
+    "font.family": "sans-serif",
+    "font.sans-serif": _FONTS,
+    "font.size": 9,
+    "text.parse_math": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#e5e7eb",
+    "grid.linewidth": 0.6,
+}
+
+
+def _figure(width: float, height: float) -> tuple[Any, Any]:
+    """Return a new (figure, axes) without pyplot (no global figure manager, no GUI backend)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    return fig, fig.subplots()
+
+
+def _style() -> Any:
+    import matplotlib
+
+    return matplotlib.rc_context(_RC)
+
+
+_PROLOG = re.compile(r"^.*?(?=<svg\b)", re.S)
+_ID = re.compile(r'(\bid=")|(url\(#)|(href="#)')
+
+
+def _svg(fig: Any, prefix: str) -> str:
+    """Return the figure as an inline <svg> element (no XML prolog, ids prefixed)."""
+    buf = io.StringIO()
+    with warnings.catch_warnings():
+        # Glyph warnings for scripts the measuring font lacks: the browser draws them anyway.
+        warnings.simplefilter("ignore", UserWarning)
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = _PROLOG.sub("", buf.getvalue(), count=1)
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
+    text = _ID.sub(lambda m: m.group(0) + f"{prefix}-", text)
+    # Let CSS size the chart to the page width, keeping the aspect ratio of the viewBox.
+    text = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 width="100%"', text, 1)
+    return text.strip()
+
+
+def burnup_svg(report: Report) -> str | None:
+    """Scope and done over time, the report period shaded, target and P85 marked."""
+    points = report.charts.burnup
+    if len(points) < 2:
+        return None
+    with _style():
+        return _draw_burnup(report)
+
+
+def _draw_burnup(report: Report) -> str:
+    points = report.charts.burnup
+    lang = report.language
+    days = [p.day for p in points]
+    fig, ax = _figure(8, 3.2)
+    ax.axvspan(report.period.start, report.period.end, color=COLORS["period"], lw=0,
+               label=i18n.t(lang, "chart_period"))  # fmt: skip
+    ax.step(days, [p.scope for p in points], where="post", color=COLORS["scope"], lw=1.6,
+            label=i18n.t(lang, "chart_scope"))  # fmt: skip
+    ax.fill_between(days, [p.done for p in points], step="post", color=COLORS["done"], alpha=0.18,
+                    lw=0)  # fmt: skip
+    ax.step(days, [p.done for p in points], where="post", color=COLORS["done"], lw=1.8,
+            label=i18n.t(lang, "chart_done"))  # fmt: skip
+    right = days[-1]
+    f = report.forecast
+    if f.p85 is not None and f.p85 <= days[-1] + timedelta(days=365):
+        ax.axvline(f.p85, color=COLORS["forecast"], ls="--", lw=1.2,
+                   label=i18n.t(lang, "chart_forecast"))  # fmt: skip
+        ax.plot([f.window_end, f.p85], [points[-1].done, points[-1].scope],
+                color=COLORS["forecast"], lw=1, ls=":")  # fmt: skip
+        right = max(right, f.p85)
+    if f.target_date is not None and f.target_date <= days[-1] + timedelta(days=365):
+        ax.axvline(f.target_date, color=COLORS["target"], lw=1.2,
+                   label=i18n.t(lang, "chart_target"))  # fmt: skip
+        right = max(right, f.target_date)
+    ax.set_xlim(days[0], right + timedelta(days=1))
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel(i18n.t(lang, "chart_items"))
+    _date_axis(ax)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False, fontsize=8, ncols=5)
+    fig.tight_layout()
+    return _svg(fig, "burnup")
+
+
+def _date_axis(ax: Any) -> None:
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, show_offset=False))
+
+
+def gantt_svg(report: Report, rows: int = common.GANTT_ROWS) -> str | None:
+    """Milestones (diamonds, or bars when they have a start) and epics by start and due date."""
+    bars = report.charts.gantt[:rows]
+    if not bars:
+        return None
+    with _style():
+        return _draw_gantt(report, bars)
+
+
+def _draw_gantt(report: Report, bars: list[Any]) -> str:
+    fig, ax = _figure(8, 0.9 + 0.32 * len(bars))
+    labels = []
+    lo: date = min((b.start or b.end) for b in bars)
+    hi: date = max(b.end for b in bars)
+    for y, bar in enumerate(bars):
+        color = COLORS["done_bar"] if bar.state == "done" else COLORS[bar.state]
+        name = bar.name if bar.kind == "milestone" else f"{bar.key} {bar.name}"
+        labels.append(plain(name, 48))
+        if bar.start is None:
+            ax.plot([bar.end], [y], marker="D", color=color, ms=7)
+        else:
+            width = max((bar.end - bar.start).days, 1)
+            ax.barh(y, width, left=bar.start, height=0.55, color=color, alpha=0.28, lw=0)
+            done = width * (bar.percent_done or 0) / 100
+            if done:
+                ax.barh(y, done, left=bar.start, height=0.55, color=color, lw=0)
+    today = report.period.end
+    ax.axvline(today, color="#57606a", lw=1, ls="--")
+    if report.forecast.target_date is not None:
+        ax.axvline(report.forecast.target_date, color=COLORS["target"], lw=1)
+        lo, hi = min(lo, report.forecast.target_date), max(hi, report.forecast.target_date)
+    lo, hi = min(lo, today), max(hi, today)
+    ax.set_xlim(lo - timedelta(days=2), hi + timedelta(days=2))
+    ax.set_yticks(range(len(bars)), labels)
+    ax.set_ylim(len(bars) - 0.5, -0.5)
+    ax.grid(axis="y", visible=False)
+    _date_axis(ax)
+    fig.tight_layout()
+    return _svg(fig, "gantt")
