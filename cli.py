@@ -338,6 +338,104 @@ def status(app: App, as_json: bool) -> None:
         )
 
 
+# -- report / feedback ----------------------------------------------------------------------
+
+DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+@cli.command()
+@click.argument("project")
+@click.option("--from", "start", type=DAY, help="First day of the period (YYYY-MM-DD).")
+@click.option("--to", "end", type=DAY, help="Last day of the period (default: today).")
+@click.option("--period", help="The period ending today: 7d, 2w or 1m (default 7d).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["md", "html", "json", "adf"]), default="md",
+    show_default=True, help="Markdown, self-contained HTML, JSON or Jira ADF.",
+)  # fmt: skip
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to FILE instead of standard output.")  # fmt: skip
+@click.option(
+    "--audience", type=click.Choice(["client", "internal"]), default="client",
+    show_default=True, help="client leaves out internal-labelled items.",
+)  # fmt: skip
+@click.option("--language", type=click.Choice(["en", "zh-CN"]),
+              help="Report language (default: the project's `language`).")  # fmt: skip
+@click.option("--closing", is_flag=True,
+              help="Closing report: outcomes, planned vs actual, lessons learned, feedback.")  # fmt: skip
+@click.option("--health", type=click.Choice(["on_track", "at_risk", "off_track", "complete"]),
+              help="Override the computed health (explain it with --note).")  # fmt: skip
+@click.option("--note", help="Why the health was overridden; shown as the first reason.")
+@pass_app
+@handle_errors
+def report(
+    app: App, project: str, start: datetime | None, end: datetime | None, period: str | None,
+    fmt: str, output: Path | None, audience: str, language: str | None, closing: bool,
+    health: str | None, note: str | None,
+) -> None:  # fmt: skip
+    """Build PROJECT's status report from the store (no network needed).
+
+    Example: pmsync report acme --period 2w --format html -o acme-status.html
+    """
+    from sync.render import render
+    from sync.report import build_report, resolve_period
+
+    config = app.config
+    configured = config.projects.get(project)
+    if note and not health and not (configured and configured.health):
+        raise ConfigError("--note explains a health override; pass --health too")
+    first, last = resolve_period(
+        config, project, period=period, start=start.date() if start else None,
+        end=end.date() if end else None,
+    )  # fmt: skip
+    built = build_report(
+        app.store(readonly=True), config, project, start=first, end=last,
+        audience=audience,  # type: ignore[arg-type]
+        language=language, closing=closing, health=health, note=note,
+    )  # fmt: skip
+    text = render(built, fmt)  # type: ignore[arg-type]
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    try:
+        output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise PmsyncError(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"wrote {output} ({built.period_id}, health {built.health.status})")
+
+
+@cli.group()
+def feedback() -> None:
+    """Record client satisfaction (shown in closing and internal reports).
+
+    Example: pmsync feedback add acme --score 4 --comment "Clear weekly updates"
+    """
+
+
+@feedback.command("add")
+@click.argument("project")
+@click.option("--score", type=click.IntRange(1, 5), required=True,
+              help="1 (very unhappy) to 5 (delighted).")  # fmt: skip
+@click.option("--comment", help="What the client said, in their words.")
+@click.option("--date", "day", type=DAY, help="When it was given (default: today).")
+@pass_app
+@handle_errors
+def feedback_add(
+    app: App, project: str, score: int, comment: str | None, day: datetime | None
+) -> None:
+    """Record one client satisfaction score for PROJECT.
+
+    Example: pmsync feedback add acme --score 5 --comment "Great demo" --date 2026-11-27
+    """
+    config = app.config
+    settings = config.projects.get(project)
+    if settings is None:
+        known = ", ".join(sorted(config.projects)) or "none"
+        raise ConfigError(f"unknown project {project!r} (configured: {known})")
+    when = day.date() if day else datetime.now(settings.zone).date()
+    app.store().add_feedback(project, when, score, comment or None)
+    click.echo(f"recorded {score}/5 for {project} on {when.isoformat()}")
+
+
 # -- publish / run --------------------------------------------------------------------------
 
 

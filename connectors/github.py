@@ -592,7 +592,7 @@ class GitHubConnector(Connector):
         self.settings: GitHubSettings = settings
         token = settings.token.get_secret_value()
         if not token:
-            raise ConfigError(f"{name}: token is empty; set it from the environment")
+            raise ConfigError(f"{name}: empty GitHub token; set it from the environment")
         self.http: GitHubHttp = GitHubHttp(
             settings.api_url,
             source=name,
@@ -636,14 +636,15 @@ class GitHubConnector(Connector):
         cls = PublishError if publish else SourceError
         if exc.status == 401:
             return cls(
-                f"{self.name}: GitHub refused the token (HTTP 401 {exc.body or 'Bad credentials'});"
-                " set a valid token in the environment"
+                f"{self.name}: GitHub refused the credentials (HTTP 401:"
+                f" {exc.body or 'Bad credentials'}); check the environment variable holding the"
+                " GitHub token"
             )
         if exc.status == 403:
             return cls(
                 f"{self.name}: GitHub denied access (HTTP 403: {exc.body});"
-                " check the token's scopes (read:project, project to publish, repo for private"
-                " repositories) and the organisation's token policy"
+                " grant read:project (project to publish, repo for private repositories) to the"
+                " token, and check the organisation's policy on tokens"
             )
         if publish:
             return PublishError(str(exc))
@@ -653,9 +654,9 @@ class GitHubConnector(Connector):
         owner, number = self.board or ("?", 0)
         detail = _one_line(errors) if errors else f"no account {owner!r}"
         return SourceError(
-            f"{self.name}: Projects board {owner}/{number} not found ({detail}): check the owner"
-            f" (organisation or user login), the board number, and that the token can read it"
-            " (read:project scope)"
+            f"{self.name}: Projects board {owner}/{number} not found ({detail}); check the owner"
+            f" login (organisation or user) and the board number, and grant read:project to the"
+            " token"
         )
 
     def _project_node(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -677,8 +678,8 @@ class GitHubConnector(Connector):
         types = {e.get("type") for e in errors if isinstance(e, dict)}
         if types & {"INSUFFICIENT_SCOPES", "FORBIDDEN"}:
             return SourceError(
-                f"{self.name}: GitHub denied the query ({_one_line(errors)}); grant the token"
-                " read:project (and repo for private repositories)"
+                f"{self.name}: GitHub denied the query ({_one_line(errors)}); grant read:project"
+                " (and repo for private repositories) to the token"
             )
         if "MAX_NODE_LIMIT_EXCEEDED" in types:
             return SourceError(
@@ -848,8 +849,8 @@ class GitHubConnector(Connector):
         )
         if skipped:
             self.notes.append(
-                f"skipped {skipped} board items the token cannot read (redacted); grant it access"
-                " to their repositories (repo scope) to include them"
+                f"skipped {skipped} board items that are hidden (redacted) from the token; grant it"
+                " access to their repositories (repo scope) to include them"
             )
 
     def _complete_nested(self, content: dict[str, Any]) -> None:
@@ -1037,7 +1038,7 @@ class GitHubConnector(Connector):
                 if exc.status == 404:
                     raise SourceError(
                         f"{self.name}: repository {self.settings.repo} not found: check repo ="
-                        " 'owner/name' and that the token can read it (repo scope if private)"
+                        " 'owner/name', and grant repo (if private) to the token"
                     ) from None
                 raise self._http_error(exc) from None
             if first and response.status_code == 304:
@@ -1203,7 +1204,7 @@ class GitHubConnector(Connector):
                 if exc.status == 404:
                     raise SourceError(
                         f"{self.name}: repository {self.settings.repo} not found or not visible"
-                        " to this token"
+                        " with this token"
                     ) from None
                 raise self._http_error(exc) from None
             return f"{user.get('login')} on repository {repo.get('full_name')}"
@@ -1317,7 +1318,7 @@ class GitHubConnector(Connector):
                 return None  # deleted in the meantime: create a new one
             types = {e.get("type") for e in errors if isinstance(e, dict)}
             hint = (
-                "; the token needs the `project` scope (or Projects write permission)"
+                "; grant the `project` scope (or Projects write permission) to the token"
                 if types & {"INSUFFICIENT_SCOPES", "FORBIDDEN"}
                 else ""
             )
@@ -1364,7 +1365,7 @@ class GitHubConnector(Connector):
             if exc.status in (404, 410):
                 raise PublishError(
                     f"{self.name}: issue {repo}#{options.issue} not found or locked (HTTP"
-                    f" {exc.status}); check issue = N and the token's access"
+                    f" {exc.status}); check issue = N and the access of the token"
                 ) from None
             raise
         data = self.http.parse_json(response)

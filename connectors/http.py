@@ -58,6 +58,12 @@ RETRY_STATUS = frozenset({429, 502, 503, 504})
 RESET_HEADERS = ("x-pc-retry-after", "x-ratelimit-retry-after", "x-ratelimit-reset")
 SENSITIVE_HEADERS = ("authorization", "x-redmine-api-key", "cookie", "x-api-key")
 
+# `token=…`, `"api_key": "…"`, `Authorization: Bearer …`: a credential-shaped pair, redacted
+# even when the value was never registered as a secret.
+_CREDENTIAL = re.compile(
+    r"(?i)\b(authorization|api[-_]?key|access[-_]?token|token|password|secret)"
+    r"(\"?\s*[:=]\s*\"?)(bearer |basic |token )?[^\s\"',&]+"
+)
 STATUS_HINTS = {
     401: "authentication failed: check the credentials in the config and environment",
     403: "permission denied: check that the account may read this project",
@@ -148,11 +154,7 @@ class HttpClient:
         """Return `text` with every secret (and anything that looks like an auth header) removed."""
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return re.sub(
-            r"(?i)(authorization|api[-_]?key|token)([\"':= ]+)(bearer |basic )?[^\s\"',&]+",
-            r"\1\2\3***",
-            text,
-        )
+        return _CREDENTIAL.sub(r"\1\2\3***", text)
 
     def add_secret(self, secret: str) -> None:
         """Register a value obtained at run time (an OAuth access token) for redaction."""

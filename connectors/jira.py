@@ -603,7 +603,17 @@ class JiraConnector(Connector):
             yield from self._cloud_incremental(base, since, fields)
         else:
             jql = base if since is None else f"{base} AND updated >= {self._bound(since)}"
-            yield from self._dc_search(jql, fields, expand="changelog", order="updated")
+            newest: datetime | None = None
+            for issue in self._dc_search(jql, fields, expand="changelog", order="updated"):
+                when = parse_time((issue.get("fields") or {}).get("updated"))
+                if when is not None and (newest is None or when > newest):
+                    newest = when
+                yield issue
+            if newest is not None:
+                # Issues changed during the pass jumped to the front, behind the cursor: read
+                # them now, so that a full pass (a census) holds every live issue.
+                catch_up = f"{base} AND updated >= {self._bound(newest - timedelta(minutes=1))}"
+                yield from self._dc_search(catch_up, fields, expand="changelog", order="updated")
 
     def _cloud_incremental(
         self, base: str, since: datetime, fields: list[str]
@@ -844,11 +854,15 @@ class JiraConnector(Connector):
             log_ = issue.get("changelog") or {}
             histories = list(log_.get("histories") or ())
             if int(log_.get("total") or 0) > len(histories):
-                full = self._get(
+                response = self.http.request(
+                    "GET",
                     f"{self.rest}/issue/{issue['id']}",
-                    what=f"the changelog of {issue.get('key')}",
                     params={"expand": "changelog", "fields": "status"},
+                    ok=(200, 404),
                 )
+                if response.status_code == 404:
+                    continue  # deleted since the search: the census will tombstone it
+                full = self.http.parse_json(response)
                 histories = list(((full or {}).get("changelog") or {}).get("histories") or ())
             out[str(issue["id"])] = histories
         return out

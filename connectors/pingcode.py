@@ -226,6 +226,7 @@ class PingCodeConnector(Connector):
         self._family: str | None = None
         self._project: dict[str, str] | None = None
         self._history_ok = True
+        self._history_answered = False
         self._unknown_types: set[str] = set()
         self._live_ids: list[str] | None = None
 
@@ -669,12 +670,15 @@ class PingCodeConnector(Connector):
             for values in self._pages(path, {}, accept=(404, 405, 410)):
                 entries.extend(values)
         except _Refused as refused:
+            if self._history_answered:
+                return None  # the endpoint exists: this item went away meanwhile
             self._history_ok = False
             self.notes.append(
                 f"no transition history at /{path} (HTTP {refused.status}); status changes are"
                 " observed between syncs instead"
             )
             return None
+        self._history_answered = True
         out: list[Transition] = []
         for entry in entries:
             to_state = _obj(entry, "to_state")
@@ -770,8 +774,11 @@ class PingCodeConnector(Connector):
         body = report_html(report)
         if previous is not None and previous.content_hash in content_hashes(body):
             return RemoteRef(id=previous.remote_id, url=previous.url, changed=False)
-        work_item = self._work_item(options.work_item)
-        comment_id = self._post_comment(work_item["id"], body)
+        try:
+            work_item = self._work_item(options.work_item)
+            comment_id = self._post_comment(work_item["id"], body)
+        except SourceError as exc:  # token, path family or transport: a failed publish
+            raise PublishError(str(exc)) from None
         if previous is not None and options.replace_previous and previous.remote_id != comment_id:
             self._delete_comment(previous.remote_id, work_item["id"])
         return RemoteRef(id=comment_id, url=work_item.get("html_url") or None)

@@ -444,7 +444,7 @@ class RedmineConnector(Connector):
         else:
             from sync.render import to_markdown
 
-            text = to_markdown(report)
+            text = drop_mermaid(to_markdown(report))
         return limit_size(neutralise(text))
 
     def publish(
@@ -546,8 +546,9 @@ _NEUTRALISE = [
     # prefix:target and prefix#id links: commit:abc, source:x, user:login, version#3…
     (re.compile(rf"(?i)\b({_PREFIXES})(?=[:#])"), "\\1\u200b"),
     # {{macro}} and [[Wiki page]] links.
-    (re.compile(r"\{\{"), "{\u200b{"),
-    (re.compile(r"\[\["), "[\u200b["),
+    # (Markdown escapes `\[`, which Redmine's wiki-link parser never sees: it reads the HTML.)
+    (re.compile(r"\{(?=\\?\{)"), "{\u200b"),
+    (re.compile(r"\[(?=\\?\[)"), "[\u200b"),
 ]
 
 
@@ -571,6 +572,24 @@ def _neutralise_plain(text: str) -> str:
     for rx, repl in _NEUTRALISE:
         text = rx.sub(repl, text)
     return text
+
+
+def drop_mermaid(text: str) -> str:
+    """Remove ```mermaid blocks (Redmine shows them as code) and headings left empty."""
+    out: list[str] = []
+    lines = iter(text.split("\n"))
+    for line in lines:
+        if line.strip() == "```mermaid":
+            for inner in lines:
+                if inner.strip() == "```":
+                    break
+            while out and not out[-1].strip():
+                out.pop()
+            if out and out[-1].startswith("#"):
+                out.pop()
+            continue
+        out.append(line)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out))
 
 
 def limit_size(text: str, limit: int = MAX_NOTE_BYTES) -> str:
@@ -604,13 +623,17 @@ MAX_ROWS = 25
 
 def tx(value: Any) -> str:
     """Escape one value for Textile: one line, every markup character as an entity."""
-    text = " ".join(str(value).split())
-    return _TEXTILE_SAFE.sub(lambda m: f"&#{ord(m.group(0))};", text)
+    from sync.render.neutralise import plain
+
+    return _TEXTILE_SAFE.sub(lambda m: f"&#{ord(m.group(0))};", plain(str(value)))
 
 
 def _link(text: str, url: str | None) -> str:
-    if url and _SAFE_URL.match(url):
-        return f'"{tx(text)}":{url}'
+    from sync.render.neutralise import safe_url
+
+    href = safe_url(url)
+    if href and _SAFE_URL.match(href):
+        return f'"{tx(text)}":{href}'
     return tx(text)
 
 

@@ -74,6 +74,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to whatever `sys.stderr` is when a record is emitted."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def setup_logging(
     fmt: LogFormat = "text",
     *,
@@ -81,11 +93,15 @@ def setup_logging(
     secrets: Callable[[], Iterable[str]] = tuple,
     stream: TextIO | None = None,
 ) -> logging.Handler:
-    """Configure logging on the root logger (replacing an earlier setup); return the handler."""
+    """Log to stderr (or `stream`) in `fmt`, replacing an earlier setup; return the handler.
+
+    The handler does the level filtering; the root logger is only lowered when needed, so
+    a level set elsewhere (a test's log capture) is kept.
+    """
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler = logging.StreamHandler(stream) if stream else _Stderr()
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(RedactSecrets(secrets))
     if fmt == "json":
@@ -93,6 +109,8 @@ def setup_logging(
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     level = logging.DEBUG if verbose else logging.INFO if fmt == "json" else logging.WARNING
-    root.setLevel(level)
+    handler.setLevel(level)
+    if root.getEffectiveLevel() > level:
+        root.setLevel(level)
     root.addHandler(handler)
     return handler

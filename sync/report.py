@@ -372,6 +372,28 @@ def parse_period(spec: str, today: date) -> tuple[date, date]:
     return date(year, month, day) + timedelta(days=1), today
 
 
+def resolve_period(
+    config: Config,
+    project_id: str,
+    *,
+    period: str | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    now: datetime | None = None,
+) -> tuple[date | None, date | None]:
+    """Turn the CLI's `--period` or `--from/--to` into (start, end) for `build_report`."""
+    if period is None:
+        return start, end
+    if start is not None or end is not None:
+        raise ConfigError("use either --period or --from/--to, not both")
+    project = config.projects.get(project_id)
+    if project is None:
+        known = ", ".join(sorted(config.projects)) or "none"
+        raise ConfigError(f"unknown project {project_id!r} (configured: {known})")
+    today = local_day(utc(now) if now else datetime.now(UTC), project.zone)
+    return parse_period(period, today)
+
+
 def _days_in_month(year: int, month: int) -> int:
     nxt = date(year + month // 12, month % 12 + 1, 1)
     return (nxt - timedelta(days=1)).day

@@ -1042,3 +1042,79 @@ def test_probe_counts_a_400_as_a_served_family() -> None:
     c = make(api_family="auto")
     assert c.family() == "pjm"
     assert calls_to("/open/v1/project/work_items") == []
+
+
+@responses.activate
+def test_history_404_for_one_item_after_others_answered_skips_only_that_item() -> None:
+    token()
+    project()
+    a, b, c3 = (wi(n, updated_at=1_790_000_500 + n) for n in (1, 2, 3))
+    responses.get(f"{URL}/v1/pjm/workitems", json=page([a, b, c3]))
+    responses.get(f"{URL}/v1/pjm/workitems/{a['id']}/transition_histories", json=page([]))
+    responses.get(f"{URL}/v1/pjm/workitems/{b['id']}/transition_histories", status=404)
+    responses.get(
+        f"{URL}/v1/pjm/workitems/{c3['id']}/transition_histories",
+        json=page(
+            [{"to_state": {"name": "进行中", "type": "in_progress"}, "created_at": 1_790_000_000}]
+        ),
+    )
+    c = make()
+    items = list(c.fetch_items(datetime.fromtimestamp(1_790_000_000, UTC)))
+    assert [i.transitions is None for i in items] == [True, True, False]
+    assert not any("no transition history" in n for n in c.notes)
+
+
+@responses.activate
+def test_publish_with_bad_credentials_is_a_publish_error() -> None:
+    responses.get(f"{URL}/v1/auth/token", status=401, json={"code": "100009", "message": "错误"})
+    with pytest.raises(PublishError, match="cannot get a PingCode token"):
+        make().publish(target(), a_report(), None)
+
+
+CONFIG = """
+[sources.pc]
+kind = "pingcode"
+url = "https://pc.example/open"
+client_id = "cid"
+client_secret = "${PC_SECRET}"
+project = "HBR"
+status_map = { "挂起" = "in_progress" }
+
+[projects.web]
+name = "Web"
+sources = ["pc"]
+
+[[projects.web.publish]]
+to = "pc"
+"""
+
+
+def test_config_accepts_a_pingcode_source_and_work_item_target(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.loader import load_config
+
+    monkeypatch.setenv("PC_SECRET", SECRET)
+    path = tmp_path / "pmsync.toml"
+    path.write_text(CONFIG + 'work_item = "HBR-1"\n', encoding="utf-8")
+    config = load_config(path)
+    settings = config.sources["pc"]
+    assert isinstance(settings, PingCodeSettings)
+    assert settings.client_secret.get_secret_value() == SECRET
+    assert settings.status_map == {"挂起": StatusCategory.IN_PROGRESS}
+    assert config.projects["web"].publish[0].options == {"work_item": "HBR-1"}
+
+
+def test_config_refuses_a_pingcode_target_without_work_item(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config.loader import load_config
+    from sync.errors import ConfigError
+
+    monkeypatch.setenv("PC_SECRET", SECRET)
+    path = tmp_path / "pmsync.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "projects.web.publish[0]" in str(err.value)
+    assert "work_item" in str(err.value)

@@ -21,6 +21,7 @@ from connectors.redmine import (
     MAX_NOTE_BYTES,
     RedmineConnector,
     RedmineSettings,
+    drop_mermaid,
     limit_size,
     neutralise,
     to_textile,
@@ -29,6 +30,7 @@ from connectors.redmine import (
 from sync.engine import sync_source
 from sync.errors import ConfigError, PublishError, SourceError
 from sync.model import StatusCategory, WorkItem
+from sync.render import to_markdown
 from sync.report import Report, build_report
 from sync.store import Store
 from tests.fakes.redmine import KEY, FakeRedmine, fmt
@@ -255,7 +257,9 @@ def test_paging_gives_up_when_the_list_never_settles(fake: FakeRedmine) -> None:
     c.max_restarts = 4
     with pytest.raises(SourceError) as err:
         list(c.fetch_items(None))
-    assert str(err.value) == "rm: issues kept changing during the sync (4 restarts); try again later"
+    assert (
+        str(err.value) == "rm: issues kept changing during the sync (4 restarts); try again later"
+    )
 
 
 def test_census_pages_by_id_and_ignores_deletions_behind_it(fake: FakeRedmine) -> None:
@@ -376,7 +380,7 @@ def test_list_without_issues_is_a_clear_error() -> None:
     responses.get(f"{url}/projects/web.json", json={"project": {"id": 1, "name": "Web"}})
     responses.get(f"{url}/issue_statuses.json", json={"issue_statuses": []})
     responses.get(f"{url}/issues.json", json={"error": "nope"})
-    with pytest.raises(SourceError, match="unexpected answer from /issues.json"):
+    with pytest.raises(SourceError, match=r"unexpected answer from /issues\.json"):
         list(make(url).fetch_items(None))
 
 
@@ -390,8 +394,12 @@ def test_list_without_issues_is_a_clear_error() -> None:
         ("see #12 and ##13 and #note-2", "see #\u200b12 and #\u200b#13 and #\u200bnote-2"),
         ("## Progress\n# 1 thing", "## Progress\n# 1 thing"),  # headings stay
         ("{{include(Secret)}} [[Wiki]]", "{\u200b{include(Secret)}} [\u200b[Wiki]]"),
+        ("\\[\\[Wiki\\]\\] \\{\\{x", "\\[\u200b\\[Wiki\\]\\] \\{\u200b\\{x"),
         ("r12 (r3) x r4", "r\u200b12 (r\u200b3) x r\u200b4"),
-        ("bar12 commit:abc source:x user#1", "bar12 commit\u200b:abc source\u200b:x user\u200b#\u200b1"),
+        (
+            "bar12 commit:abc source:x user#1",
+            "bar12 commit\u200b:abc source\u200b:x user\u200b#\u200b1",
+        ),
         ("https://rm.example/issues/1#note-3 @x", "https://rm.example/issues/1#note-3 @\u200bx"),
         ("&#35;12 stays an entity", "&#35;12 stays an entity"),
     ],
@@ -401,11 +409,17 @@ def test_neutralise(text: str, expected: str) -> None:
 
 
 def test_tx_escapes_every_markup_character() -> None:
-    assert tx("a <b> *c* @d #1 {{e}} |f| \"g\":h _i_ 50% ok.") == (
+    assert tx('a <b> *c* @d #1 {{e}} |f| "g":h _i_ 50% ok.') == (
         "a &#60;b&#62; &#42;c&#42; &#64;d &#35;1 &#123;&#123;e&#125;&#125; &#124;f&#124;"
         " &#34;g&#34;&#58;h &#95;i&#95; 50&#37; ok."
     )
     assert tx("two\nlines  中文") == "two lines 中文"
+
+
+def test_drop_mermaid_removes_the_block_and_its_heading() -> None:
+    text = "# R\n\nx\n\n## Timeline\n\n```mermaid\ngantt\n    a :a, 2026-01-01, 1d\n```\n\n## Next\n\ny\n"
+    assert drop_mermaid(text) == "# R\n\nx\n\n## Next\n\ny\n"
+    assert drop_mermaid("```python\nx\n```") == "```python\nx\n```"
 
 
 def test_limit_size_cuts_at_a_line() -> None:
@@ -466,10 +480,15 @@ def test_render_picks_the_format(fake: FakeRedmine) -> None:
     textile = c.render(PublishTarget(to="rm", issue=1), report)
     assert textile.startswith("h2. ")
     assert textile == neutralise(to_textile(report))
-    render = pytest.importorskip("sync.render")
     md = c.render(PublishTarget(to="rm", issue="#1", format="markdown"), report)
-    assert md == neutralise(render.to_markdown(report))
-    assert "@admin" not in md and "{{toc}}" not in md
+    assert md == neutralise(drop_mermaid(to_markdown(report)))
+    assert md.startswith("# Status report: Web relaunch")
+    for raw in ("@admin", "{{toc}}", "\\[\\[Secret", " r12", "commit:abc"):
+        assert raw not in md
+    assert not re.search(r"(?<!&)#\d", md)
+    # A markdown server (common_mark) gets Markdown without asking the target.
+    md_source = make(fake.url, text_formatting="common_mark")
+    assert md_source.render(PublishTarget(to="rm", issue=1), report) == md
     with pytest.raises(ConfigError, match="a Redmine target needs `issue = <number>`"):
         c.render(PublishTarget(to="rm"), report)
 
@@ -540,9 +559,7 @@ def test_publish_errors_are_one_line(fake: FakeRedmine) -> None:
     c = make(fake.url)
     with pytest.raises(PublishError) as err:
         c.publish(PublishTarget(to="rm", issue=77), sample_report(), None)
-    assert str(err.value) == (
-        "rm: HTTP 404 on issue #77: not found: check the target's issue #77"
-    )
+    assert str(err.value) == ("rm: HTTP 404 on issue #77: not found: check the target's issue #77")
     fake.add(1)
     fake.note_limit = 100
     with pytest.raises(PublishError, match=r"HTTP 422 on issue #1: Redmine rejected the "

@@ -8,6 +8,7 @@ except under CI (env CI set), where a missing server fails the run.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import uuid
@@ -131,8 +132,9 @@ def seeded(redmine: Api) -> Iterator[Seeded]:
     api.call("POST", f"/projects/{ident}/memberships.json",
              {"membership": {"user_id": me, "role_ids": [3]}})  # fmt: skip
     versions = {}
-    for name, due, status in (("1.0", "2026-10-01", "closed"), ("1.1", "2026-12-15", "open"),
-                              ("2.0", None, "locked")):  # fmt: skip
+    version_states = {"1.0": ("2026-10-01", "closed"), "1.1": ("2026-12-15", "open"),
+                      "2.0": (None, "locked")}  # fmt: skip
+    for name, (due, _state) in version_states.items():
         v = api.call("POST", f"/projects/{ident}/versions.json",
                      {"version": {"name": name, "due_date": due}})["version"]  # fmt: skip
         versions[name] = v["id"]
@@ -158,8 +160,10 @@ def seeded(redmine: Api) -> Iterator[Seeded]:
         status = statuses[n % 6]
         if status != 1:  # a new issue starts as New; admins may set any status after
             api.call("PUT", f"/issues/{created['id']}.json", {"issue": {"status_id": status}})
-    api.call("PUT", f"/versions/{versions['1.0']}.json", {"version": {"status": "closed"}})
-    api.call("PUT", f"/versions/{versions['2.0']}.json", {"version": {"status": "locked"}})
+    # Issues cannot be assigned to a closed or locked version: change their state last.
+    for name, (_due, state) in version_states.items():
+        if state != "open":
+            api.call("PUT", f"/versions/{versions[name]}.json", {"version": {"status": state}})
     seconds = time.monotonic() - started
     print(f"\nseeded {N_ISSUES} Redmine issues in {seconds:.1f}s")
     yield Seeded(api, project["id"], ident, versions, ids, seconds)
@@ -255,9 +259,10 @@ def test_incremental_sync_picks_up_status_changes_and_closures(seeded: Seeded) -
     for n, iid in enumerate(changed):
         item = next(i for i in store.items(["rm"]) if i.id == str(iid))
         assert item.title == f"Changed {iid}"
-        assert item.category == (
-            StatusCategory.DONE, StatusCategory.CANCELLED, StatusCategory.IN_PROGRESS
-        )[n % 3]
+        assert (
+            item.category
+            == (StatusCategory.DONE, StatusCategory.CANCELLED, StatusCategory.IN_PROGRESS)[n % 3]
+        )
 
 
 def test_census_tombstones_deleted_issues(seeded: Seeded) -> None:
@@ -312,18 +317,21 @@ def test_paging_skips_nothing_while_issues_change_between_pages(seeded: Seeded) 
 
 def test_history_reads_status_transitions_from_journals(seeded: Seeded) -> None:
     c = connector(seeded, history=True)
-    since = None
-    items = [i for i in c.fetch_items(since) if int(i.id) in seeded.ids[:6]]
+    # The oldest issues come first; reading six of them costs six journal requests.
+    items = list(itertools.islice(c.fetch_items(None), 6))
     by_id = {int(i.id): i for i in items}
-    closed = by_id[seeded.ids[4]]  # seeded New → Closed
+    assert set(by_id) == set(seeded.ids[:6])
+    closed = by_id[seeded.ids[4]]  # seeded New, then Closed
     assert closed.transitions is not None
     assert [(t.from_status, t.to_status, t.to_category) for t in closed.transitions] == [
         (None, "New", StatusCategory.TODO),
         ("New", "Closed", StatusCategory.DONE),
     ]
+    assert closed.transitions[1].at == closed.completed_at
     untouched = by_id[seeded.ids[0]]  # still New: only its creation
     assert [(t.from_status, t.to_status) for t in untouched.transitions] == [(None, "New")]
-    assert any("journals" in n for n in c.notes)
+    # user, project, statuses, one list page, then one journal request per issue
+    assert c.http is not None and c.http.requests == 4 + 6
 
 
 def test_publish_adds_note_edits_it_and_never_repeats_it(seeded: Seeded) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,13 +20,18 @@ def utc(*args: int) -> datetime:
 
 
 def simulate(
-    expr: str, zone: ZoneInfo, start: datetime, end: datetime, step: timedelta
+    expr: str,
+    zone: ZoneInfo,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    published: dict[str, datetime] | None = None,
 ) -> list[Slot]:
     """Poll like cron does from `start` to `end`; return the slots that fired, in order.
 
     A fired slot records a publication for its period at the poll time, as `run` does.
     """
-    published: dict[str, datetime] = {}
+    published = {} if published is None else published
     fired = []
     now = start
     while now <= end:
@@ -54,9 +60,16 @@ def test_slot_at_exactly_now_counts_and_one_second_before_does_not() -> None:
 
 
 def test_weekly_schedule_across_autumn_dst_fires_once_a_week_at_nine_local() -> None:
-    # Berlin leaves summer time on Sunday 2026-10-25; cron polled every 10 minutes.
+    # Berlin leaves summer time on Sunday 2026-10-25; cron polled hourly, from
+    # just after the 2026-10-05 report was published.
+    published = {"2026-09-28..2026-10-04": utc(2026, 10, 5, 7, 1)}
     fired = simulate(
-        "0 9 * * MON", BERLIN, utc(2026, 10, 5, 12), utc(2026, 11, 10), timedelta(minutes=10)
+        "0 9 * * MON",
+        BERLIN,
+        utc(2026, 10, 5, 7, 20),
+        utc(2026, 11, 10),
+        timedelta(hours=1),
+        published,
     )
     assert [s.at for s in fired] == [
         utc(2026, 10, 12, 7, 0),  # 09:00 CEST (UTC+2)
@@ -77,8 +90,9 @@ def test_weekly_schedule_across_autumn_dst_fires_once_a_week_at_nine_local() -> 
 
 def test_weekly_schedule_across_spring_dst_fires_once_a_week_at_nine_local() -> None:
     # Berlin enters summer time on Sunday 2027-03-28.
+    published = {"2027-03-08..2027-03-14": utc(2027, 3, 15, 8, 0)}
     fired = simulate(
-        "0 9 * * MON", BERLIN, utc(2027, 3, 16), utc(2027, 4, 6), timedelta(minutes=15)
+        "0 9 * * MON", BERLIN, utc(2027, 3, 16), utc(2027, 4, 6), timedelta(minutes=30), published
     )
     assert [s.at for s in fired] == [
         utc(2027, 3, 22, 8, 0),
@@ -89,8 +103,14 @@ def test_weekly_schedule_across_spring_dst_fires_once_a_week_at_nine_local() -> 
 
 def test_slot_in_the_skipped_spring_hour_fires_once_an_hour_later() -> None:
     # 02:30 does not exist on 2026-03-29 in Berlin: it fires at 03:30 CEST (01:30 UTC).
+    published = {"2026-03-27..2026-03-27": utc(2026, 3, 28, 1, 31)}
     fired = simulate(
-        "30 2 * * *", BERLIN, utc(2026, 3, 28, 12), utc(2026, 3, 30, 12), timedelta(minutes=5)
+        "30 2 * * *",
+        BERLIN,
+        utc(2026, 3, 28, 12),
+        utc(2026, 3, 30, 12),
+        timedelta(minutes=10),
+        published,
     )
     assert [s.at for s in fired] == [
         utc(2026, 3, 29, 1, 30),
@@ -101,8 +121,14 @@ def test_slot_in_the_skipped_spring_hour_fires_once_an_hour_later() -> None:
 def test_hourly_schedule_fires_once_per_wall_clock_slot_on_the_long_autumn_day() -> None:
     # 2026-10-25 has 25 hours in Berlin; 02:30 is on the clock twice but is one slot.
     expr = "30 * * * *"
+    published = {"2026-10-24..2026-10-24": utc(2026, 10, 24, 21, 31)}
     fired = simulate(
-        expr, BERLIN, utc(2026, 10, 24, 22, 0), utc(2026, 10, 25, 23, 0), timedelta(minutes=5)
+        expr,
+        BERLIN,
+        utc(2026, 10, 24, 22, 0),
+        utc(2026, 10, 25, 23, 0),
+        timedelta(minutes=5),
+        published,
     )
     assert len(fired) == 24
     assert len({s.at for s in fired}) == 24
@@ -113,12 +139,11 @@ def test_missed_slots_catch_up_once_with_the_latest_period() -> None:
     # The last publication was three weeks ago; this run only owes the latest week.
     published = {"2026-10-26..2026-11-01": utc(2026, 11, 2, 8, 5)}
     now = utc(2026, 11, 25, 15, 0)
-    slot = last_slot("0 9 * * MON", BERLIN, now)
-    assert slot.period_id == "2026-11-16..2026-11-22"
-    assert is_due(slot, None)
-    fired = simulate("0 9 * * MON", BERLIN, now, now + timedelta(hours=2), timedelta(minutes=10))
+    fired = simulate(
+        "0 9 * * MON", BERLIN, now, now + timedelta(hours=6), timedelta(minutes=10), published
+    )
     assert [s.period_id for s in fired] == ["2026-11-16..2026-11-22"]
-    assert "2026-11-09..2026-11-15" not in published
+    assert sorted(published) == ["2026-10-26..2026-11-01", "2026-11-16..2026-11-22"]
 
 
 @pytest.mark.parametrize(
@@ -148,8 +173,14 @@ def test_consecutive_periods_tile_the_calendar() -> None:
     fired = simulate(
         "0 9 * * MON,THU", BERLIN, utc(2026, 11, 1), utc(2026, 12, 1), timedelta(hours=1)
     )
-    assert len(fired) == 9
-    for before, after in zip(fired, fired[1:]):
+    # The first poll catches up with Thursday 2026-10-29, then Mondays and Thursdays.
+    assert [s.local.date().isoformat() for s in fired][:3] == [
+        "2026-10-29",
+        "2026-11-02",
+        "2026-11-05",
+    ]
+    assert len(fired) == 10
+    for before, after in itertools.pairwise(fired):
         assert after.start == before.end + timedelta(days=1)
 
 

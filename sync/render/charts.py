@@ -11,7 +11,10 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
+from functools import cache
 from typing import Any
 
 from sync import i18n
@@ -30,13 +33,12 @@ COLORS = {
     "at_risk": "#bf8700",
     "late": "#cf222e",
 }
-_FONTS = ["DejaVu Sans", "Noto Sans CJK SC", "Droid Sans Fallback", "WenQuanYi Zen Hei",
-          "Microsoft YaHei", "PingFang SC", "sans-serif"]  # fmt: skip
+# Chinese text needs a CJK font for measuring; the first installed one is used as fallback.
+_CJK_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
+              "Droid Sans Fallback", "Microsoft YaHei", "PingFang SC", "SimHei")  # fmt: skip
 _RC = {
     "svg.fonttype": "none",
     "svg.hashsalt": "pmsync",
-    "font.family": "sans-serif",
-    "font.sans-serif": _FONTS,
     "font.size": 9,
     "text.parse_math": False,
     "axes.spines.top": False,
@@ -55,10 +57,22 @@ def _figure(width: float, height: float) -> tuple[Any, Any]:
     return fig, fig.subplots()
 
 
-def _style() -> Any:
+@cache
+def _families() -> list[str]:
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return ["DejaVu Sans", *[name for name in _CJK_FONTS if name in installed][:1]]
+
+
+@contextmanager
+def _style() -> Iterator[None]:
     import matplotlib
 
-    return matplotlib.rc_context(_RC)
+    with matplotlib.rc_context({**_RC, "font.family": _families()}), warnings.catch_warnings():
+        # Glyphs no installed font has (rare scripts, some emoji): the browser draws them.
+        warnings.simplefilter("ignore", UserWarning)
+        yield
 
 
 _PROLOG = re.compile(r"^.*?(?=<svg\b)", re.S)
@@ -68,10 +82,7 @@ _ID = re.compile(r'(\bid=")|(url\(#)|(href="#)')
 def _svg(fig: Any, prefix: str) -> str:
     """Return the figure as an inline <svg> element (no XML prolog, ids prefixed)."""
     buf = io.StringIO()
-    with warnings.catch_warnings():
-        # Glyph warnings for scripts the measuring font lacks: the browser draws them anyway.
-        warnings.simplefilter("ignore", UserWarning)
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = _PROLOG.sub("", buf.getvalue(), count=1)
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
     text = _ID.sub(lambda m: m.group(0) + f"{prefix}-", text)

@@ -516,6 +516,10 @@ class _Parser:
                 test = lambda x: (STATUSES[x.status_id][1] in wanted  # noqa: E731
                                   or CATEGORIES[STATUSES[x.status_id][1]]["name"].casefold() in wanted)  # fmt: skip
             return _negated(test, negate or op == "!=")
+        if name in ("issuetype", "type"):
+            wanted = {v.casefold() for v in values}
+            test = lambda x: str(x.fields["issuetype"]["name"]).casefold() in wanted  # noqa: E731
+            return _negated(test, negate or op == "!=")
         if name == "labels":
             wanted = set(values)
             test = lambda x: bool(wanted & set(x.fields.get("labels") or ()))  # noqa: E731
@@ -639,6 +643,13 @@ class FakeJira(FakeServer):
         for issue in issues:
             self._put(issue)
         self._routes()
+
+    def start(self) -> FakeJira:
+        super().start()
+        # One segment per answer: without TCP_NODELAY the body waits for a delayed ACK (~40 ms).
+        assert self._httpd is not None
+        self._httpd.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
+        return self
 
     # -- data -----------------------------------------------------------------------------
 

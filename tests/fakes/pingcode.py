@@ -25,6 +25,7 @@ STATES = {
     "closed": {"id": "5c9b00000000000000000004", "name": "已关闭", "type": "closed", "color": "#cacaca"},
 }  # fmt: skip
 PROJECT_ID = "5eb600000000000000000001"
+CLIENT_SECRET = "pc-secret-value"
 T0 = 1_780_000_000  # 2026-05-28 20:26:40 UTC
 
 
@@ -39,7 +40,7 @@ class FakePingCode(FakeServer):
         family: Literal["pjm", "project"] = "pjm",
         updated_between: Literal["honour", "ignore", "reject"] = "honour",
         client_id: str = "pc-client",
-        client_secret: str = "pc-secret-value",
+        client_secret: str = CLIENT_SECRET,
         expires: Literal["absolute", "duration", "none"] = "absolute",
         lifetime: int = 30 * 86400,
         principal_types: tuple[str, ...] = ("workitem",),

@@ -16,6 +16,9 @@ from typing import Any, Literal
 from tests.fakes.server import FakeServer, Reply, Request
 
 PROJECT_ID = "5f1000000000000000000001"
+CLIENT_SECRET = "wt-secret-value"
+TokenKey = Literal["tenant_access_token", "access_token"]
+TOKEN_KEY: TokenKey = "tenant_access_token"
 T0 = 1_780_000_000
 USERS = [
     {"uid": "u-lin", "name": "lin", "display_name": "林工"},
@@ -35,8 +38,8 @@ class FakeWorktile(FakeServer):
         self,
         *,
         client_id: str = "wt-client",
-        client_secret: str = "wt-secret-value",
-        token_key: Literal["tenant_access_token", "access_token"] = "tenant_access_token",
+        client_secret: str = CLIENT_SECRET,
+        token_key: TokenKey = TOKEN_KEY,
     ) -> None:
         super().__init__()
         self.client_id, self.client_secret, self.token_key = client_id, client_secret, token_key
