@@ -109,17 +109,18 @@ def cli(
 
     Example: pmsync demo
     """
-    from sync.logs import setup_logging
+    from sync.logs import setup_logging, teardown_logging
 
     app = App(config_path or default_config_path(), db_path, verbose)
     # Secrets are known once the config is loaded; the filter reads them at each record.
-    setup_logging(
+    handler = setup_logging(
         log_format,  # type: ignore[arg-type]
         verbose=verbose,
         secrets=lambda: app._config.secrets if app._config is not None else (),
     )
     ctx.obj = app
     ctx.call_on_close(app.close)
+    ctx.call_on_close(lambda: teardown_logging(handler))
 
 
 pass_app = click.make_pass_decorator(App)
@@ -479,8 +480,9 @@ def publish(
     now = datetime.now(UTC)
     start, end = resolve_period(settings, period, now)
     if dry_run:
+        store = app.store(readonly=True)
         results = publish_project(
-            app.store(), config, project, start=start, end=end, targets=specs, now=now, dry_run=True
+            store, config, project, start=start, end=end, targets=specs, now=now, dry_run=True
         )
     else:
         with run_lock(app.db_path):

@@ -46,6 +46,7 @@ BODY_LIMIT = 65_536
 MIN_PAGE = 10
 RATE_LIMIT_TYPES = {"RATE_LIMITED", "RATE_LIMIT"}
 TIMEOUT_MESSAGE = "something went wrong while executing your query"
+STATUS_KEYS = ("body", "status", "startDate", "targetDate")
 HEALTH_STATUS = {
     "on_track": "ON_TRACK",
     "at_risk": "AT_RISK",
@@ -483,7 +484,8 @@ ZWSP = "\u200b"
 _AT_FORMS = re.compile(r"&#0*64(?![0-9]);?|&#[xX]0*40(?![0-9a-fA-F]);?|&commat;|[＠﹫]")
 _HASH_FORMS = re.compile(r"&#0*35(?![0-9]);?|&#[xX]0*23(?![0-9a-fA-F]);?|&num;|[＃﹟]")
 _MENTION = re.compile(r"@(?=[\w-])")
-_REFERENCE = re.compile(r"#(?=\d)")
+# Not after "&": `&#640;` is a character reference, not an issue reference.
+_REFERENCE = re.compile(r"(?<!&)#(?=\d)")
 _GH_REFERENCE = re.compile(r"\b(GH)-(?=\d)", re.IGNORECASE)
 
 
@@ -626,7 +628,7 @@ class GitHubConnector(Connector):
     # -- GraphQL plumbing ---------------------------------------------------------------------
 
     def _gql(self, query: str, variables: dict[str, Any], **kw: Any) -> dict[str, Any]:
-        """Run a query; return its body, raising SourceError on errors other than per-item."""
+        """Send one GraphQL document; return its body (`errors` are the caller's to judge)."""
         try:
             return self.http.graphql(self.graphql_endpoint, query, variables, **kw)[1]
         except HttpError as exc:
@@ -844,7 +846,9 @@ class GitHubConnector(Connector):
         self.notes.append(
             f"board {owner}/{number}: swept {total} items in"
             f" {self.http.requests - requests_before} requests"
-            f" ({self.http.points - points_before} GraphQL points); {changed} yielded ({mode});"
+            f" ({self.http.points - points_before} GraphQL points"
+            + (f", {self.http.rate_remaining} left" if self.http.rate_remaining is not None else "")
+            + f"); {changed} yielded ({mode});"
             " boards have no server-side 'updated since', so every run reads the whole board"
         )
         if skipped:
@@ -1278,40 +1282,73 @@ class GitHubConnector(Connector):
                 " or publish to an issue with issue = N"
             )
         fields = self._status_input(body, report)
+        marker = _marker(report.project.id, report.period_id)
         existing_id = previous.remote_id if previous else None
-        owner, number = self.board
         if existing_id is None or self.project_id is None:
-            found = self._gql(STATUS_UPDATES_QUERY, {"login": owner, "number": number})
-            project = self._project_node(found)
-            if existing_id is None:
-                marker = _marker(report.project.id, report.period_id)
-                for update in (project.get("statusUpdates") or {}).get("nodes") or ():
-                    if isinstance(update, dict) and marker in str(update.get("body") or ""):
-                        existing_id = str(update["id"])
-                        keys = ("body", "status", "startDate", "targetDate")
-                        if all(update.get(k) == fields.get(k) for k in keys):
-                            return RemoteRef(id=existing_id, url=self.project_url, changed=False)
-                        break
+            found = self._find_status(marker)
+            if existing_id is None and found is not None:
+                existing_id = str(found["id"])
+                if all(found.get(k) == fields.get(k) for k in STATUS_KEYS):
+                    return RemoteRef(id=existing_id, url=self.project_url, changed=False)
         if existing_id is not None:
-            result = self._mutate(
-                UPDATE_STATUS_MUTATION,
-                {"statusUpdateId": existing_id, **fields},
-                "updateProjectV2StatusUpdate",
-            )
-            if result is not None:
-                return RemoteRef(id=str(result), url=self.project_url)
-        created = self._mutate(
-            CREATE_STATUS_MUTATION,
-            {"projectId": self.project_id, **fields},
-            "createProjectV2StatusUpdate",
-        )
-        if created is None:
-            raise PublishError(f"{self.name}: GitHub did not create the status update")
-        return RemoteRef(id=str(created), url=self.project_url)
+            updated = self._update_status(existing_id, fields)
+            if updated is not None:
+                return RemoteRef(id=updated, url=self.project_url)
+        return RemoteRef(id=self._create_status(fields, marker), url=self.project_url)
 
-    def _mutate(self, document: str, fields: dict[str, Any], name: str) -> str | None:
-        """Run a status-update mutation; return the update's id, or None if it is gone."""
-        body = self._gql(document, {"input": fields}, mutation=True)
+    def _find_status(self, marker: str) -> dict[str, Any] | None:
+        """The board's status update of this project and period (by its marker), if any."""
+        owner, number = self.board or ("", 0)
+        project = self._project_node(
+            self._gql(STATUS_UPDATES_QUERY, {"login": owner, "number": number})
+        )
+        for update in (project.get("statusUpdates") or {}).get("nodes") or ():
+            if isinstance(update, dict) and marker in str(update.get("body") or ""):
+                return update
+        return None
+
+    def _update_status(self, update_id: str, fields: dict[str, Any]) -> str | None:
+        """Update in place (safe to retry); None if the update was deleted on GitHub."""
+        body = self._gql(
+            UPDATE_STATUS_MUTATION,
+            {"input": {"statusUpdateId": update_id, **fields}},
+            mutation=True,
+        )
+        return self._mutation_result(body, "updateProjectV2StatusUpdate")
+
+    def _create_status(self, fields: dict[str, Any], marker: str) -> str:
+        """Create the update. A create that timed out may still have been applied (§2.5), so
+        look for it by its marker before sending it again: never two for one period."""
+        variables = {"input": {"projectId": self.project_id, **fields}}
+        status = 0
+        for _ in range(3):
+            try:
+                status, body = self.http.graphql(
+                    self.graphql_endpoint,
+                    CREATE_STATUS_MUTATION,
+                    variables,
+                    mutation=True,
+                    gateway_ok=True,
+                )
+            except HttpError as exc:
+                raise self._http_error(exc, publish=True) from None
+            if status == 200:
+                created = self._mutation_result(body, "createProjectV2StatusUpdate")
+                if created is None:
+                    raise PublishError(f"{self.name}: GitHub did not create the status update")
+                return created
+            found = self._find_status(marker)
+            if found is not None:
+                if all(found.get(k) == fields.get(k) for k in STATUS_KEYS):
+                    return str(found["id"])
+                return self._update_status(str(found["id"]), fields) or str(found["id"])
+        raise PublishError(
+            f"{self.name}: GitHub kept timing out creating the status update (HTTP {status});"
+            " publish again later (it will not post twice)"
+        )
+
+    def _mutation_result(self, body: dict[str, Any], name: str) -> str | None:
+        """The status update id a mutation answered; None if it was not found (deleted)."""
         errors = body.get("errors") or []
         if errors:
             if name.startswith("update") and any(e.get("type") == "NOT_FOUND" for e in errors):
@@ -1324,7 +1361,7 @@ class GitHubConnector(Connector):
             )
             raise PublishError(f"{self.name}: {name} failed: {_one_line(errors)}{hint}")
         payload = ((body.get("data") or {}).get(name) or {}).get("statusUpdate") or {}
-        return payload.get("id")
+        return str(payload["id"]) if payload.get("id") else None
 
     def _publish_comment(
         self, options: GitHubTarget, body: str, report: Report, previous: Publication | None
@@ -1335,41 +1372,69 @@ class GitHubConnector(Connector):
                 f"{self.name}: publishing to issue {options.issue} needs repo = 'owner/name'"
                 " on the source or the publish target"
             )
+        issue = int(options.issue or 0)
+        marker = _marker(report.project.id, report.period_id)
         comment_id = previous.remote_id if previous else None
         if comment_id is None:
-            marker = _marker(report.project.id, report.period_id)
-            found = self._find_comment(repo, int(options.issue or 0), marker)
+            found = self._find_comment(repo, issue, marker)
             if found is not None:
                 if found.get("body") == body:
                     return RemoteRef(id=str(found["id"]), url=found.get("html_url"), changed=False)
                 comment_id = str(found["id"])
         if comment_id is not None:
-            self.http.space_write()
-            response = self.http.request(
-                "PATCH",
-                f"{self._repo_path(repo)}/issues/comments/{comment_id}",
-                json={"body": body},
-                ok=(200, 404),
-            )
-            if response.status_code == 200:
-                data = self.http.parse_json(response)
-                return RemoteRef(id=str(data["id"]), url=data.get("html_url"))
+            patched = self._patch_comment(repo, comment_id, body)
+            if patched is not None:
+                return patched
+        return self._create_comment(repo, issue, body, marker)
+
+    def _patch_comment(self, repo: str, comment_id: str, body: str) -> RemoteRef | None:
+        """Edit the comment in place; None if it was deleted on GitHub."""
         self.http.space_write()
-        try:
-            response = self.http.request(
-                "POST",
-                f"{self._repo_path(repo)}/issues/{options.issue}/comments",
-                json={"body": body},
-            )
-        except HttpError as exc:
-            if exc.status in (404, 410):
-                raise PublishError(
-                    f"{self.name}: issue {repo}#{options.issue} not found or locked (HTTP"
-                    f" {exc.status}); check issue = N and the access of the token"
-                ) from None
-            raise
+        response = self.http.request(
+            "PATCH",
+            f"{self._repo_path(repo)}/issues/comments/{comment_id}",
+            json={"body": body},
+            ok=(200, 404),
+        )
+        if response.status_code == 404:
+            return None
         data = self.http.parse_json(response)
         return RemoteRef(id=str(data["id"]), url=data.get("html_url"))
+
+    def _create_comment(self, repo: str, issue: int, body: str, marker: str) -> RemoteRef:
+        """POST the comment; after a gateway timeout, look for it before posting again."""
+        status = 0
+        for _ in range(3):
+            self.http.space_write()
+            try:
+                response = self.http.request(
+                    "POST",
+                    f"{self._repo_path(repo)}/issues/{issue}/comments",
+                    json={"body": body},
+                    ok=(200, 201, 502, 504),
+                )
+            except HttpError as exc:
+                if exc.status in (404, 410):
+                    raise PublishError(
+                        f"{self.name}: issue {repo}#{issue} not found or locked (HTTP"
+                        f" {exc.status}); check issue = N and the access of the token"
+                    ) from None
+                raise
+            status = response.status_code
+            if status in (200, 201):
+                data = self.http.parse_json(response)
+                return RemoteRef(id=str(data["id"]), url=data.get("html_url"))
+            found = self._find_comment(repo, issue, marker)
+            if found is not None:
+                if found.get("body") == body:
+                    return RemoteRef(id=str(found["id"]), url=found.get("html_url"))
+                patched = self._patch_comment(repo, str(found["id"]), body)
+                if patched is not None:
+                    return patched
+        raise PublishError(
+            f"{self.name}: GitHub kept timing out posting the comment on {repo}#{issue} (HTTP"
+            f" {status}); publish again later (it will not post twice)"
+        )
 
     def _find_comment(self, repo: str, issue: int, marker: str) -> dict[str, Any] | None:
         url: str | None = f"{self._repo_path(repo)}/issues/{issue}/comments"

@@ -263,6 +263,10 @@ def parse_time(value: Any) -> datetime | None:
     return dt.astimezone(UTC)
 
 
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def parse_date(value: Any) -> date | None:
     if not value or not isinstance(value, str):
         return None
@@ -295,6 +299,94 @@ def local_bound(since: datetime, zone: ZoneInfo) -> str:
 def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def _named(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {"id": value.get("id"), "name": value.get("name")}
+    return value
+
+
+def _status(value: Any) -> Any:
+    if isinstance(value, dict):
+        category = value.get("statusCategory")
+        return {
+            "id": value.get("id"),
+            "name": value.get("name"),
+            "statusCategory": {"key": category.get("key") if isinstance(category, dict) else None},
+        }
+    return value
+
+
+def _issuetype(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: value[k] for k in ("id", "name", "hierarchyLevel", "subtask") if k in value}
+    return value
+
+
+def _user(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: value[k] for k in ("accountId", "name", "key", "displayName") if k in value}
+    return value
+
+
+def _parent_ref(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {"id": value.get("id"), "key": value.get("key")}
+    return value
+
+
+_VERSION_KEYS = ("id", "name", "releaseDate", "startDate", "released", "archived")
+_SPRINT_KEYS = ("id", "name", "state", "boardId", "startDate", "endDate", "completeDate")
+
+
+def _objects(value: Any) -> Any:
+    """Version, sprint and option lists: their values without URLs."""
+    if not isinstance(value, list):
+        return value
+    out = []
+    for v in value:
+        if isinstance(v, dict):
+            keys = (
+                _SPRINT_KEYS
+                if "state" in v
+                else _VERSION_KEYS
+                if "released" in v
+                else ("id", "value")
+            )
+            v = {k: v[k] for k in keys if k in v}
+        out.append(v)
+    return out
+
+
+_SLIM = {
+    "status": _status,
+    "issuetype": _issuetype,
+    "priority": _named,
+    "resolution": _named,
+    "assignee": _user,
+    "parent": _parent_ref,
+    "fixVersions": _objects,
+}
+
+
+def slim_fields(f: dict[str, Any]) -> dict[str, Any]:
+    """The issue's fields as stored in `WorkItem.raw`: every field read, trimmed to its values.
+
+    Jira's nested objects carry URLs, icons and avatars; the store keeps what pmsync derives
+    items from (ids, names, keys, dates, category keys), so re-deriving needs no request and
+    the raw JSON written for every item stays small.
+    """
+    out: dict[str, Any] = {}
+    for name, value in f.items():
+        cut = _SLIM.get(name)
+        if cut is not None:
+            out[name] = cut(value)
+        elif value.__class__ is list and value and value[0].__class__ is dict:
+            out[name] = _objects(value)  # sprint and option (Flagged) custom fields
+        else:
+            out[name] = value
+    return out
 
 
 _DC_SPRINT = re.compile(r"(\w+)=([^,\]]*)")
@@ -353,6 +445,7 @@ class JiraConnector(Connector):
         self._epics_fetched = False
         self._project_keys: set[str] = set()
         self._browse: str | None = None
+        self._cancelled_names: set[str] | None = None
 
     # -- basics ---------------------------------------------------------------------------
 
@@ -906,8 +999,9 @@ class JiraConnector(Connector):
     def _cancelled(self, resolution: str | None) -> bool:
         if not resolution:
             return False
-        wanted = {r.casefold() for r in self.settings.cancelled_resolutions}
-        return resolution.casefold() in wanted
+        if self._cancelled_names is None:
+            self._cancelled_names = {r.casefold() for r in self.settings.cancelled_resolutions}
+        return resolution.casefold() in self._cancelled_names
 
     def _transitions(self, item_id: str, histories: list[dict[str, Any]]) -> list[Transition]:
         entries = []
@@ -926,17 +1020,18 @@ class JiraConnector(Connector):
             for it in items:
                 if (it.get("fieldId") or it.get("field")) != "status":
                     continue
-                to_name = it.get("toString") or str(it.get("to") or "")
+                to_name = str(it.get("toString") or it.get("to") or "")
                 to_cat = self._status_category(it.get("to"), to_name)
                 if to_cat is StatusCategory.DONE and self._cancelled(resolution):
                     to_cat = StatusCategory.CANCELLED
                 from_cat = previous or self._status_category(it.get("from"), it.get("fromString"))
+                from_name = it.get("fromString")
                 out.append(
                     Transition(
                         source=self.name,
                         item_id=item_id,
                         at=at,
-                        from_status=it.get("fromString"),
+                        from_status=None if from_name is None else str(from_name),
                         to_status=to_name,
                         from_category=from_cat,
                         to_category=to_cat,
@@ -946,18 +1041,16 @@ class JiraConnector(Connector):
         return out
 
     def _item(self, issue: dict[str, Any], histories: list[dict[str, Any]] | None) -> WorkItem:
+        """Convert one search result (with its history when fetched) to a WorkItem."""
         f: dict[str, Any] = issue.get("fields") or {}
         iid = str(issue["id"])
         key = str(issue.get("key") or iid)
         ids = self._fields or {}
         status = f.get("status") or {}
         status_name = str(status.get("name") or "")
-        resolution = (
-            (f.get("resolution") or {}).get("name")
-            if isinstance(f.get("resolution"), dict)
-            else None
-        )
-        category = self._mapped(status_name, status.get("id"))
+        resolution = f.get("resolution")
+        resolution = resolution.get("name") if isinstance(resolution, dict) else None
+        category = self._mapped(status_name, status.get("id")) if self.settings.status_map else None
         if category is None:
             category = CATEGORY_BY_KEY.get(
                 (status.get("statusCategory") or {}).get("key"), StatusCategory.TODO
@@ -965,6 +1058,7 @@ class JiraConnector(Connector):
             if category is StatusCategory.DONE and self._cancelled(resolution):
                 category = StatusCategory.CANCELLED
         transitions = self._transitions(iid, histories) if histories is not None else None
+        updated = parse_time(f.get("updated"))
         completed = None
         if category is StatusCategory.DONE:
             completed = parse_time(f.get("resolutiondate")) or parse_time(
@@ -973,8 +1067,7 @@ class JiraConnector(Connector):
             if completed is None and transitions:
                 done = [t.at for t in transitions if t.to_category is StatusCategory.DONE]
                 completed = done[-1] if done else None
-            if completed is None:
-                completed = parse_time(f.get("updated"))
+            completed = completed or updated
         issuetype = f.get("issuetype") or {}
         level = issuetype.get("hierarchyLevel")
         kind = (
@@ -982,35 +1075,40 @@ class JiraConnector(Connector):
             if isinstance(level, int) and level >= 1
             else str(issuetype.get("name") or "task").casefold()
         )
-        if key and "-" in key:
-            self._project_keys.add(key.rsplit("-", 1)[0])
-        assignee = f.get("assignee") or {}
-        priority = f.get("priority") or {}
+        project, dash, _ = key.rpartition("-")
+        if dash and project not in self._project_keys:
+            self._project_keys.add(project)
+        assignee = f.get("assignee")
+        priority = f.get("priority")
         flagged = self._first(f, ids.get("flagged", ()))
-        return WorkItem(
-            source=self.name,
-            id=iid,
-            key=key,
-            url=f"{self._browse_base()}/browse/{key}",
-            title=str(f.get("summary") or key),
-            kind=kind,
-            status=status_name or category.value,
-            category=category,
-            assignee=assignee.get("displayName") if isinstance(assignee, dict) else None,
-            priority=priority.get("name") if isinstance(priority, dict) else None,
-            labels=[str(x) for x in f.get("labels") or ()],
-            parent_id=self._parent(f, ids.get("epic_link", ())),
-            milestone_id=self._milestone_of(f, ids.get("sprint", ())),
-            start_date=parse_date(self._first(f, ids.get("start_date", ()))),
-            due_date=parse_date(f.get("duedate")),
-            created_at=parse_time(f.get("created")),
-            updated_at=parse_time(f.get("updated")),
-            completed_at=completed,
-            estimate=self._number(self._first(f, ids.get("story_points", ()))),
-            blocked=bool(flagged) or status_name in self.settings.blocked_statuses,
-            raw={"id": iid, "key": key, "fields": f},
-            transitions=transitions,
-        )
+        labels = f.get("labels") or []
+        values = {
+            "source": self.name,
+            "id": iid,
+            "key": key,
+            "url": f"{self._browse_base()}/browse/{key}",
+            "title": str(f.get("summary") or key),
+            "kind": kind,
+            "status": status_name or category.value,
+            "category": category,
+            "assignee": _text(assignee.get("displayName")) if isinstance(assignee, dict) else None,
+            "priority": _text(priority.get("name")) if isinstance(priority, dict) else None,
+            "labels": [str(x) for x in labels] if isinstance(labels, list) else [],
+            "parent_id": self._parent(f, ids.get("epic_link", ())),
+            "milestone_id": self._milestone_of(f, ids.get("sprint", ())),
+            "start_date": parse_date(self._first(f, ids.get("start_date", ()))),
+            "due_date": parse_date(f.get("duedate")),
+            "created_at": parse_time(f.get("created")),
+            "updated_at": updated,
+            "completed_at": completed,
+            "estimate": self._number(self._first(f, ids.get("story_points", ()))),
+            "progress": None,
+            "blocked": bool(flagged) or status_name in self.settings.blocked_statuses,
+            "raw": {"id": iid, "key": key, "fields": slim_fields(f)},
+            "transitions": transitions,
+        }
+        # Validated construction (pydantic-core) is faster here than model_construct.
+        return WorkItem(**values)
 
     @staticmethod
     def _first(f: dict[str, Any], ids: Iterable[str]) -> Any:

@@ -292,12 +292,15 @@ class RedmineConnector(Connector):
                     {"parent_id": parent, "limit": PAGE, "offset": offset},
                     what="the subprojects",
                 )
-                children = [p["id"] for p in (body or {}).get("projects", []) if "id" in p]
+                listed = (body or {}).get("projects", [])
+                # An older server without the parent_id filter lists every project: keep
+                # only real children.
+                children = [p["id"] for p in listed if (p.get("parent") or {}).get("id") == parent]
                 new = [c for c in children if c not in out and c != root]
                 out += new
                 queue += new
                 offset += PAGE
-                if len(children) < PAGE or offset >= int(body.get("total_count", 0)):
+                if len(listed) < PAGE or offset >= int(body.get("total_count", 0)):
                     break
         return out
 

@@ -280,17 +280,30 @@ class EmailDelivery(Delivery):
         msg.add_alternative(html, subtype="html", charset="utf-8")
         html_part = msg.get_payload()[1]  # type: ignore[index]
         for cid, png, name in images:
-            html_part.add_related(png, "image", "png", cid=f"<{cid}>", filename=f"{name}.png")
+            html_part.add_related(
+                png, "image", "png", cid=f"<{cid}>", disposition="inline", filename=f"{name}.png"
+            )
+        # As base64 bytes: the file arrives exactly as written (LF line ends, UTF-8).
         msg.add_attachment(
             markdown.encode("utf-8"),
             maintype="text",
             subtype="markdown",
+            params={"charset": "utf-8"},
             filename=f"{file_stem(report)}.md",
         )
+        # Fixed boundaries: --dry-run shows the very bytes that are sent.
+        multiparts = [p for p in msg.walk() if p.is_multipart()]
+        for n, part in enumerate(multiparts):
+            part.set_boundary(f"=_pmsync_{digest}_{n}")
         return msg
 
     def render(self, target: PublishTarget, report: Report) -> str:
-        return self.message(target, report).as_string()
+        """The message as a person reads it: headers, each text body, the other parts listed.
+
+        The bytes on the wire are this message MIME-encoded (base64 bodies, RFC 2047
+        headers), which no one can proofread; every header and body here is sent as shown.
+        """
+        return describe(self.message(target, report))
 
     def publish(
         self, target: PublishTarget, report: Report, previous: Publication | None
@@ -299,6 +312,24 @@ class EmailDelivery(Delivery):
         msg = self.message(target, report, previous)
         send(options, msg)
         return RemoteRef(id=str(msg["Message-ID"]), url=None)
+
+
+def describe(msg: EmailMessage) -> str:
+    """Return `msg` decoded for reading (see EmailDelivery.render)."""
+    lines = [f"{name}: {value}" for name, value in msg.items() if name.lower() != "mime-version"]
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        kind = part.get_content_type()
+        name = part.get_filename()
+        if part.get_content_disposition() != "attachment" and kind in ("text/plain", "text/html"):
+            lines += ["", f"--- {kind} ---", part.get_content().rstrip("\n")]
+            continue
+        size = len(part.get_payload(decode=True) or b"")
+        cid = f" {part['Content-ID']}" if part["Content-ID"] else ""
+        role = "attachment" if part.get_content_disposition() == "attachment" else "inline"
+        lines += ["", f"--- {role} {kind}: {name}{cid}, {size:,} bytes ---"]
+    return "\n".join(lines) + "\n"
 
 
 def send(options: EmailTarget, msg: EmailMessage) -> None:

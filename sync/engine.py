@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -209,10 +210,13 @@ def write_snapshots(
     """Record today's burn-up counts (per audience) for each project, in its own timezone."""
     for pid in project_ids:
         project = config.projects[pid]
-        items = list(store.items(project.sources))
+        groups = store.item_groups(project.sources)
         day = now.astimezone(project.zone).date()
         for audience in ("client", "internal"):
-            in_scope = [i for i in items if scope.in_scope(i, project, audience)]
+            # Each group stands for `count` alike items: count it that many times.
+            in_scope = chain.from_iterable(
+                repeat(g, g.count) for g in groups if scope.in_scope(g, project, audience)
+            )
             store.write_snapshot(pid, day, audience, scope.counts(in_scope))
 
 

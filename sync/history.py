@@ -59,9 +59,10 @@ class ItemRow:
     completed_at: datetime | None
     estimate: float | None
     blocked: bool
-    first_seen_at: datetime | None = None
     deleted_at: datetime | None = None
     timeline: Timeline = field(default_factory=list)
+    # Cached sort key (see sync.report.natural_key).
+    order: tuple[Any, ...] | None = None
 
     @property
     def is_container(self) -> bool:
@@ -79,7 +80,7 @@ def _d(value: str | None) -> date | None:
 _ITEM_SQL = (
     "SELECT source, id, key, url, title, kind, status, category, assignee, labels, parent_id,"
     " milestone_id, start_date, due_date, created_at, updated_at, completed_at, estimate,"
-    " blocked, first_seen_at, deleted_at FROM items WHERE source IN ({marks})"
+    " blocked, {deleted} FROM items WHERE +source IN ({marks})"
 )
 
 
@@ -87,7 +88,10 @@ def load_items(store: Store, sources: Sequence[str], *, deleted: bool = False) -
     """Read the live items of `sources` (or, with `deleted`, the tombstoned ones) in one query."""
     if not sources:
         return []
-    sql = _ITEM_SQL.format(marks=", ".join("?" * len(sources)))
+    # `+source`: a plain scan beats the (source, updated_at) index when most rows match.
+    sql = _ITEM_SQL.format(
+        marks=", ".join("?" * len(sources)), deleted="deleted_at" if deleted else "NULL"
+    )
     sql += " AND deleted_at IS NOT NULL" if deleted else " AND deleted_at IS NULL"
     rows: list[ItemRow] = []
     cats = _CATEGORIES
@@ -101,7 +105,7 @@ def load_items(store: Store, sources: Sequence[str], *, deleted: bool = False) -
                 r[0], r[1], r[2], r[3], r[4], r[5], r[6], cats[r[7]], r[8],
                 json.loads(labels) if labels != "[]" else no_labels, r[10], r[11],
                 _d(r[12]), _d(r[13]), _dt(r[14]), _dt(r[15]), _dt(r[16]), r[17], bool(r[18]),
-                _dt(r[19]), _dt(r[20]),
+                _dt(r[19]),
             )  # fmt: skip
         )
     return rows
@@ -157,11 +161,18 @@ def build_timeline(item: ItemRow, transitions: Sequence[TransitionRow] | None) -
     return [(created, cur, item.status)]
 
 
+def _when(entry: tuple[datetime, StatusCategory, str]) -> datetime:
+    return entry[0]
+
+
 def state_at(tl: Timeline, at: datetime) -> tuple[StatusCategory, str, datetime] | None:
     """Return (category, status, since) at `at`, or None if the item did not exist yet."""
-    i = bisect_right(tl, at, key=lambda e: e[0]) - 1
-    if i < 0:
-        return None
+    if tl[-1][0] <= at:  # the usual case: nothing happened to the item since `at`
+        i = len(tl) - 1
+    else:
+        i = bisect_right(tl, at, key=_when) - 1
+        if i < 0:
+            return None
     cat = tl[i][1]
     j = i
     while j > 0 and tl[j - 1][1] is cat:
@@ -171,6 +182,29 @@ def state_at(tl: Timeline, at: datetime) -> tuple[StatusCategory, str, datetime]
 
 def local_day(value: datetime, zone: ZoneInfo) -> date:
     return value.astimezone(zone).date()
+
+
+class Days:
+    """Local days of one zone from `first` to `last`, found by bisecting their UTC midnights.
+
+    Converting 100k timestamps with `astimezone` costs more than the rest of a report; a
+    bisect over a few hundred midnights is exact (DST included) and several times faster.
+    """
+
+    def __init__(self, first: date, last: date, zone: ZoneInfo) -> None:
+        self.first = first
+        self.zone = zone
+        self.midnights = [day_start(first + timedelta(n), zone) for n in range((last - first).days + 2)]
+
+    def index(self, at: datetime) -> int:
+        """Days from `first` to the local day of `at` (negative before it)."""
+        i = bisect_right(self.midnights, at) - 1
+        if 0 <= i < len(self.midnights) - 1:
+            return i
+        return (local_day(at, self.zone) - self.first).days
+
+    def day(self, at: datetime) -> date:
+        return self.first + timedelta(days=self.index(at))
 
 
 def day_start(day: date, zone: ZoneInfo) -> datetime:
@@ -196,6 +230,7 @@ def burnup(
     first: date,
     last: date,
     zone: ZoneInfo,
+    days: Days | None = None,
 ) -> list[BurnupPoint]:
     """Return scope (all items but cancelled ones) and done per day from `first` to `last`.
 
@@ -205,6 +240,8 @@ def burnup(
     n = (last - first).days + 1
     if n <= 0:
         return []
+    days = days or Days(first, last, zone)
+    offset = (first - days.first).days
     scope = [0] * (n + 1)
     done = [0] * (n + 1)
     scope_e = [0.0] * (n + 1)
@@ -213,7 +250,7 @@ def burnup(
         est = item.estimate or 0.0
         in_scope = was_done = False
         for at, cat, _ in item.timeline:
-            idx = 0 if at is ALWAYS else (local_day(at, zone) - first).days
+            idx = 0 if at is ALWAYS else days.index(at) - offset
             if idx >= n:
                 break
             idx = max(idx, 0)

@@ -110,7 +110,16 @@ def setup_logging(
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     level = logging.DEBUG if verbose else logging.INFO if fmt == "json" else logging.WARNING
     handler.setLevel(level)
+    previous = root.level
     if root.getEffectiveLevel() > level:
         root.setLevel(level)
     root.addHandler(handler)
+    handler._pmsync_previous_level = previous  # type: ignore[attr-defined]
     return handler
+
+
+def teardown_logging(handler: logging.Handler) -> None:
+    """Undo `setup_logging` (a command run in-process, e.g. by a test, leaves nothing behind)."""
+    root = logging.getLogger()
+    root.removeHandler(handler)
+    root.setLevel(getattr(handler, "_pmsync_previous_level", root.level))

@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -56,10 +56,10 @@ class TargetSpec:
     def to(self) -> str:
         return self.target.to
 
-    def for_publisher(self) -> PublishTarget:
-        """The target as its connector sees it: without the options pmsync consumes."""
-        if self.to in DELIVERIES:
-            return self.target
+    def for_publisher(self, sources: Container[str]) -> PublishTarget:
+        """The target as its publisher sees it: a connector never gets pmsync's own options."""
+        if self.to not in sources:
+            return self.target  # a delivery: its model has them
         opts = {k: v for k, v in self.target.options.items() if k not in COMMON_OPTIONS}
         return PublishTarget(to=self.to, **opts)
 
@@ -180,15 +180,16 @@ class _Publishers:
         self.open: dict[str, Any] = {}
 
     def get(self, to: str) -> Any:
+        # A source of that name wins over a delivery kind, as in config/loader.py.
         if to not in self.open:
-            if to in DELIVERIES:
-                self.open[to] = DELIVERIES[to](self.config.base_dir, now=self.now)
-            elif to in self.config.sources:
+            if to in self.config.sources:
                 from sync.engine import make_connector
 
                 connector = make_connector(to, self.config.sources[to])
                 connector.state = dict(self.store.cursor(to)["state"])
                 self.open[to] = connector
+            elif to in DELIVERIES:
+                self.open[to] = DELIVERIES[to](self.config.base_dir, now=self.now)
             else:
                 raise ConfigError(f"unknown publish target {to!r}")
         return self.open[to]
@@ -232,6 +233,17 @@ def publish_project(
         known = ", ".join(sorted(config.projects)) or "none"
         raise ConfigError(f"unknown project {project_id!r} (configured: {known})")
     specs = list(targets) if targets is not None else target_specs(project)
+    if not any(store.last_synced_at(s) for s in project.sources):
+        # An empty report would tell the client nothing was ever done.
+        why = (
+            f"project {project_id!r} has no synced data yet ({', '.join(project.sources)});"
+            " run `pmsync sync` first"
+        )
+        period = f"{start.isoformat()}..{end.isoformat()}"
+        results = [PublishResult(project_id, s.id, period, "failed", error=why) for s in specs]
+        for r in results:
+            _log_result(r)
+        return results
     job = _Job(store, config, project_id, start, end, now or datetime.now(UTC), dry_run)
     try:
         return [job.publish(spec) for spec in specs]
@@ -294,7 +306,7 @@ class _Job:
             row = store.publication(pid, spec.id, period)
             previous = Publication(**row) if row else None
             publisher = self.publishers.get(spec.to)
-            target = spec.for_publisher()
+            target = spec.for_publisher(self.config.sources)
             if previous is not None:
                 result.remote_id, result.url = previous.remote_id, previous.url
             if self.dry_run:

@@ -35,6 +35,7 @@ from sync.errors import ConfigError
 from sync.history import (
     ALWAYS,
     BurnupPoint,
+    Days,
     ItemRow,
     build_timeline,
     burnup,
@@ -64,6 +65,7 @@ DONE = StatusCategory.DONE
 CANCELLED = StatusCategory.CANCELLED
 IN_PROGRESS = StatusCategory.IN_PROGRESS
 TODO = StatusCategory.TODO
+OPEN = frozenset({TODO, IN_PROGRESS})
 
 
 # -- the model --------------------------------------------------------------------------------
@@ -411,18 +413,52 @@ class _Present:
         self.since = since
 
 
+_REF_FIELDS = frozenset(ItemRef.model_fields)
+
+
 def _ref(p: _Present, zone: ZoneInfo, **extra: Any) -> ItemRef:
+    """An `ItemRef` from trusted store values.
+
+    This is what `ItemRef.model_construct` does, without its per-field Python loop: a report
+    can hold 100k references and validating each one would double the build time. The JSON
+    round trip is tested (the model validates its own output).
+    """
     i = p.item
-    return ItemRef.model_construct(
-        source=i.source, key=i.key, title=i.title, url=i.url, status=p.status, category=p.cat,
-        due_date=i.due_date, kind=i.kind, assignee=i.assignee, estimate=i.estimate,
-        completed_at=p.since if p.cat is DONE and p.since is not ALWAYS else None,
-        days_overdue=extra.get("days_overdue"), blocked_days=extra.get("blocked_days"),
-    )  # fmt: skip
+    values = {
+        "source": i.source, "key": i.key, "title": i.title, "url": i.url, "status": p.status,
+        "category": p.cat, "due_date": i.due_date, "kind": i.kind, "assignee": i.assignee,
+        "estimate": i.estimate,
+        "completed_at": p.since if p.cat is DONE and p.since is not ALWAYS else None,
+        "days_overdue": extra.get("days_overdue"), "blocked_days": extra.get("blocked_days"),
+    }  # fmt: skip
+    ref = ItemRef.__new__(ItemRef)
+    _set(ref, "__dict__", values)
+    _set(ref, "__pydantic_fields_set__", set(_REF_FIELDS))
+    _set(ref, "__pydantic_extra__", None)
+    _set(ref, "__pydantic_private__", None)
+    return ref
+
+
+_set = object.__setattr__
+
+
+def _order(item: ItemRow) -> tuple[Any, ...]:
+    if item.order is None:
+        item.order = (natural_key(item.key), item.source)
+    return item.order
 
 
 def _sorted(entries: Iterable[_Present], key: Any = None) -> list[_Present]:
-    return sorted(entries, key=key or (lambda p: (natural_key(p.item.key), p.item.source)))
+    return sorted(entries, key=key or (lambda p: _order(p.item)))
+
+
+def _folded(labels: Iterable[str]) -> frozenset[str]:
+    return frozenset(label.casefold() for label in labels)
+
+
+def _has(item: ItemRow, wanted: frozenset[str]) -> bool:
+    """`scope.has_label` with the wanted set folded once (it runs for every item)."""
+    return bool(item.labels) and any(label.casefold() in wanted for label in item.labels)
 
 
 def _states(items: Iterable[ItemRow], at: datetime) -> dict[int, _Present]:
@@ -522,15 +558,21 @@ class _Builder:
         gone = load_items(self.store, sources, deleted=True)
         trans = load_transitions(self.store, sources)
         client = self.audience == "client"
-        internal = project.internal_labels
+        internal = _folded(project.internal_labels)
+        self.blocked_labels = _folded(project.blocked_labels)
+        self.client_input_labels = _folded(project.client_input_labels)
+        self.cr_labels = _folded(project.change_request_labels)
+        self.cr_types = _folded(project.change_request_types)
         self.items: list[ItemRow] = []
         self.epics: list[ItemRow] = []
+        # The counting rule of `sync.scope.in_scope`, inlined with the label sets folded once.
         for row in rows:
+            hidden = client and _has(row, internal)
             if row.is_container:
-                if not (client and scope.has_label(row, internal)):
+                if not hidden:
                     self.epics.append(row)
                 continue
-            if scope.in_scope(row, project, self.audience):
+            if not hidden:
                 row.timeline = build_timeline(row, trans.get((row.source, row.id)))
                 self.items.append(row)
         self.gone: list[ItemRow] = []
@@ -541,6 +583,21 @@ class _Builder:
         self.trans = trans
         self.at_end = _states(self.items, self.t1 - _EPS)
         self.present = list(self.at_end.values())
+        # Local days by bisection (see history.Days), over every day the report looks at.
+        self.chart_first = self._chart_first()
+        weeks = project.forecast_window_weeks
+        first = min(self.chart_first, self.end - timedelta(days=7 * weeks))
+        self.days = Days(first, max(self.end, self.today), self.zone)
+        self.done_days = [self.days.day(p.since) for p in self.present
+                          if p.cat is DONE and p.since is not ALWAYS]  # fmt: skip
+
+    def _chart_first(self) -> date:
+        """The burn-up's first day: the project start, else the first creation (2 years at most)."""
+        first = self.project.start_date
+        if first is None:
+            created = min((i.created_at for i in self.items if i.created_at), default=None)
+            first = local_day(created, self.zone) if created else self.start
+        return max(min(first, self.start), self.end - timedelta(days=MAX_HISTORY_DAYS))
 
     # -- the parts -------------------------------------------------------------------------
 
@@ -553,28 +610,31 @@ class _Builder:
 
         completed = _sorted(
             (p for p in present if p.cat is DONE and self.t0 <= p.since < self.t1),
-            key=lambda p: (p.since, natural_key(p.item.key)),
+            key=lambda p: (p.since, _order(p.item)),
         )
         in_progress = _sorted(p for p in present if p.cat is IN_PROGRESS)
         length = (self.end - self.start).days + 1
         horizon = self.end + timedelta(days=length)
         upcoming = _sorted(
-            (p for p in present if p.cat.is_open and p.item.due_date
+            (p for p in present if p.cat in OPEN and p.item.due_date
              and self.end < p.item.due_date <= horizon),
-            key=lambda p: (p.item.due_date, natural_key(p.item.key)),
+            key=lambda p: (p.item.due_date, _order(p.item)),
         )  # fmt: skip
         overdue = _sorted(
-            (p for p in present if p.cat.is_open and p.item.due_date
+            (p for p in present if p.cat in OPEN and p.item.due_date
              and p.item.due_date < self.end),
-            key=lambda p: (p.item.due_date, natural_key(p.item.key)),
+            key=lambda p: (p.item.due_date, _order(p.item)),
         )  # fmt: skip
-        blocked = [p for p in present if p.cat.is_open and self._blocked(p.item)]
+        blocked = [p for p in present if p.cat in OPEN and self._blocked(p.item)]
         blocked_days = {id(p): self._blocked_days(p) for p in blocked}
-        blocked.sort(key=lambda p: (-blocked_days[id(p)], natural_key(p.item.key)))
+        blocked.sort(key=lambda p: (-blocked_days[id(p)], _order(p.item)))
         client_input = _sorted(
-            p for p in present if p.cat.is_open and scope.has_label(p.item, self.project.client_input_labels)
+            p for p in present if p.cat in OPEN and _has(p.item, self.client_input_labels)
+        )
+        change_requests = _sorted(
+            p for p in present
+            if p.item.kind.casefold() in self.cr_types or _has(p.item, self.cr_labels)
         )  # fmt: skip
-        change_requests = _sorted(p for p in present if scope.is_change_request(p.item, self.project))
 
         forecast, sim_days = self._forecast()
         milestones = self._milestones(sim_days, forecast)
@@ -623,7 +683,7 @@ class _Builder:
         return report
 
     def _blocked(self, item: ItemRow) -> bool:
-        return item.blocked or scope.has_label(item, self.project.blocked_labels)
+        return item.blocked or _has(item, self.blocked_labels)
 
     def _blocked_days(self, p: _Present) -> int:
         """Days since the item entered a blocked status (its last update if the tool has no history)."""
@@ -642,8 +702,7 @@ class _Builder:
         return max((local_day(ref, self.zone) - local_day(since, self.zone)).days, 0)
 
     def _completion_days(self) -> list[date]:
-        return [local_day(p.since, self.zone) for p in self.present
-                if p.cat is DONE and p.since is not ALWAYS]  # fmt: skip
+        return self.done_days
 
     def _forecast(self) -> tuple[Forecast, Any]:
         window_end = min(self.end, self.today)
@@ -766,7 +825,7 @@ class _Builder:
                 continue
             if p.cat is DONE and before.cat is not DONE:
                 completed.append(p)
-            elif p.cat.is_open and before.cat is DONE:
+            elif p.cat in OPEN and before.cat is DONE:
                 reopened.append(p)
             elif p.cat is CANCELLED and before.cat is not CANCELLED:
                 cancelled.append(p)
@@ -792,7 +851,7 @@ class _Builder:
                     tally_then["done"], tally_then["total"] - tally_then["cancelled"]
                 ),
             ),
-            completed=[_ref(p, z) for p in sorted(completed, key=lambda p: (p.since, natural_key(p.item.key)))],
+            completed=[_ref(p, z) for p in sorted(completed, key=lambda p: (p.since, _order(p.item)))],
             added=[_ref(p, z) for p in _sorted(added)],
             reopened=[_ref(p, z) for p in _sorted(reopened)],
             cancelled=[_ref(p, z) for p in _sorted(cancelled)],
@@ -950,15 +1009,11 @@ class _Builder:
         return worst, reasons
 
     def _burnup(self) -> list[BurnupDay]:
-        first = self.project.start_date
-        if first is None:
-            created = [local_day(i.created_at, self.zone) for i in self.items if i.created_at]
-            first = min(created, default=self.start)
-        first = max(min(first, self.start), self.end - timedelta(days=MAX_HISTORY_DAYS))
         snaps = self.store.snapshots(self.pid, self.audience)
         points: list[BurnupPoint] = burnup(
-            (p.item for p in self.present), snaps, first=first, last=self.end, zone=self.zone
-        )
+            (p.item for p in self.present), snaps, first=self.chart_first, last=self.end,
+            zone=self.zone, days=self.days,
+        )  # fmt: skip
         return [
             BurnupDay.model_construct(
                 day=p.day, scope=p.scope, done=p.done, scope_estimate=p.scope_estimate,
@@ -987,14 +1042,14 @@ class _Builder:
             cancelled = sum(1 for p in kids if p.cat is CANCELLED)
             # Children's start dates, else their creation: when the epic's work could begin.
             starts = [p.item.start_date for p in kids if p.item.start_date] or [
-                local_day(p.item.created_at, self.zone) for p in kids if p.item.created_at
+                self.days.day(p.item.created_at) for p in kids if p.item.created_at
             ]
             start = e.start_date or min(starts, default=None)
             ends = [p.item.due_date for p in kids if p.item.due_date]
             finished = e.category is DONE or bool(kids and done and done == len(kids) - cancelled)
             end = e.due_date or max(ends, default=None)
             if end is None and finished:
-                closes = [local_day(p.since, self.zone) for p in kids if p.cat is DONE and p.since is not ALWAYS]
+                closes = [self.days.day(p.since) for p in kids if p.cat is DONE and p.since is not ALWAYS]
                 if e.completed_at:
                     closes.append(local_day(e.completed_at, self.zone))
                 end = max(closes, default=None)

@@ -11,11 +11,13 @@ The period of a slot is a run of whole days in the project's zone:
 
 - it ends on the slot's own date when the slot is at 12:00 or later (an afternoon report
   covers its day), otherwise on the day before (a morning report covers up to yesterday);
-- it starts the day after the previous slot's period ended, so consecutive periods tile the
+- it starts the day after the period of the slots before ended, so periods tile the
   calendar: `0 9 * * MON` gives Monday..Sunday of the past week, `0 17 * * FRI` Saturday..
   Friday, `0 9 1 * *` the previous calendar month, `0 9 * * MON-FRI` one day (three on
-  Mondays: Friday..Sunday). Several slots whose periods end on the same day share that one
-  day as their period (an hourly plan updates the day's report in place).
+  Mondays: Friday..Sunday). Slots whose periods end on the same day share one period
+  (`0 9,10 * * MON` publishes the past week at 09:00 and updates it at 10:00; an hourly
+  plan publishes yesterday's report in the morning and today's from noon, each updated in
+  place through the day).
 
 A target is due when the latest slot (≤ now) has no publication to that target for that
 slot's period recorded at or after the slot. Only the latest slot counts: a run that missed
@@ -72,9 +74,10 @@ def _period_end(local: datetime) -> date:
 def slot_period(expr: str, local: datetime) -> tuple[date, date]:
     """Return the (start, end) days of the period published by the slot at naive `local`."""
     end = _period_end(local)
-    previous = croniter(expr, local).get_prev(datetime)
-    start = _period_end(previous) + timedelta(days=1)
-    return min(start, end), end
+    # The slots whose periods end on `end` lie from `end` 12:00 on; the one before them
+    # ended the previous period.
+    previous = croniter(expr, datetime.combine(end, NOON)).get_prev(datetime)
+    return _period_end(previous) + timedelta(days=1), end
 
 
 def _slot(expr: str, zone: ZoneInfo, local: datetime) -> Slot:

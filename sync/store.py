@@ -140,6 +140,21 @@ class Upserted(NamedTuple):
     restored: int
 
 
+class ItemGroup(NamedTuple):
+    """Live items alike in what the counting rule reads (sync.scope), and how many there are."""
+
+    kind: str
+    labels: list[str]
+    category: StatusCategory
+    estimate: float | None
+    blocked: bool
+    count: int
+
+    @property
+    def is_container(self) -> bool:
+        return self.kind.lower() == "epic"  # as WorkItem.is_container
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)
 
@@ -463,6 +478,27 @@ class Store:
         srcs = list(sources)
         sql = f"SELECT * FROM items WHERE source IN ({', '.join('?' * len(srcs))}) ORDER BY source, id"
         return [dict(r) for r in self.conn.execute(sql, srcs)]
+
+    def item_groups(self, sources: Iterable[str]) -> list[ItemGroup]:
+        """Group the live items of `sources` by kind, labels, category, estimate and flag.
+
+        Snapshots count through these (a few hundred groups) rather than through one
+        WorkItem per row, which at 100k items took seconds on every sync.
+        """
+        srcs = list(sources)
+        if not srcs:
+            return []
+        cur = self.conn.execute(
+            "SELECT kind, labels, category, estimate, blocked, count(*) FROM items"
+            f" WHERE source IN ({', '.join('?' * len(srcs))}) AND deleted_at IS NULL"
+            " GROUP BY kind, labels, category, estimate, blocked",
+            srcs,
+        )
+        cur.row_factory = None
+        return [
+            ItemGroup(r[0], json.loads(r[1]), StatusCategory(r[2]), r[3], bool(r[4]), r[5])
+            for r in cur
+        ]
 
     def item_ids(self, source: str, *, include_deleted: bool = False) -> set[str]:
         sql = "SELECT id FROM items WHERE source = ?"

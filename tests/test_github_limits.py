@@ -215,9 +215,27 @@ def test_502_on_a_plain_query_uses_backoff_not_the_hour_long_reset(fake: FakeGit
 # -- broken answers ----------------------------------------------------------------------------------
 
 
-def test_truncated_json_is_a_clear_error(fake: FakeGitHub) -> None:
+def test_a_connection_cut_mid_body_is_retried_then_a_clear_error(fake: FakeGitHub) -> None:
     fake.faults.add("truncate", path="graphql", times=8)
-    with pytest.raises(SourceError, match="board: "):
+    with pytest.raises(
+        SourceError,
+        match=r"^board: cannot reach http://127\.0\.0\.1:\d+/graphql: Connection broken; check the url and network$",
+    ):
+        list(connector(fake).fetch_items(None))
+    assert len(fake.requests_to("graphql")) == 8
+
+
+def test_a_cut_that_heals_loses_nothing(fake: FakeGitHub) -> None:
+    fake.faults.add("truncate", path="graphql", times=2)
+    assert sum(1 for _ in connector(fake).fetch_items(None)) == visible(fake)
+
+
+def test_an_html_answer_is_a_clear_error(fake: FakeGitHub) -> None:
+    fake.faults.add("garbage", path="graphql")
+    with pytest.raises(
+        SourceError,
+        match=r"^board: invalid or truncated JSON from POST .*/graphql \(17 bytes\); try again later$",
+    ):
         list(connector(fake).fetch_items(None))
 
 

@@ -207,8 +207,11 @@ def test_target_identity_is_to_then_to_hash_n_in_file_order(tmp_path: Path, memo
         ("file#2", "file", "client", "zh-CN"),
     ]
     # The connector never sees pmsync's own options; a delivery does (its model has them).
-    assert specs[2].for_publisher().options == {"thread": "b"}
-    assert specs[3].for_publisher().options == {"directory": "out2", "language": "zh-CN"}
+    assert specs[2].for_publisher(config.sources).options == {"thread": "b"}
+    assert specs[3].for_publisher(config.sources).options == {
+        "directory": "out2",
+        "language": "zh-CN",
+    }
     assert [s.id for s in select_targets("acme", specs, ["board#2"])] == ["board#2"]
     assert [s.id for s in select_targets("acme", specs, ["file"])] == ["file", "file#2"]
     assert select_targets("acme", specs, []) == specs
@@ -485,6 +488,17 @@ def test_dry_run_prints_exact_payloads_and_records_nothing(tmp_path: Path, memo:
     )
     assert board.as_dict(payload=True)["payload"] is None
     assert "payload" not in board.as_dict()
+
+
+def test_a_project_never_synced_is_not_published(tmp_path: Path, memo: Remote) -> None:
+    config = memo_config(tmp_path, [{"to": "board", "thread": "s"}])
+    store = Store.memory()
+    [result] = publish(store, config)
+    assert (result.status, result.error) == (
+        "failed",
+        "project 'acme' has no synced data yet (board); run `pmsync sync` first",
+    )
+    assert memo.calls == [] and store.publications() == []
 
 
 def test_unknown_project_is_a_config_error(tmp_path: Path, memo: Remote) -> None:

@@ -319,6 +319,7 @@ def test_versions_of_project_and_subprojects_are_milestones(fake: FakeRedmine) -
         {"id": 9, "name": "Sub 1", "status": "open", "due_date": None},
         {"id": 7, "name": "1.0", "status": "closed", "due_date": "2026-10-01"},  # shared
     ]
+    fake.projects.append({"id": 3, "name": "Other", "identifier": "other"})  # not a child
     ms = make(fake.url).fetch_milestones()
     assert [(m.id, m.name, m.state, m.due_date) for m in ms] == [
         ("7", "1.0", "closed", date(2026, 10, 1)), ("9", "Sub 1", "open", None)]  # fmt: skip

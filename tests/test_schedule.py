@@ -159,8 +159,12 @@ def test_missed_slots_catch_up_once_with_the_latest_period() -> None:
         # Weekdays: Monday's report covers Friday to Sunday.
         ("0 9 * * MON-FRI", datetime(2026, 11, 23, 9, 0), (date(2026, 11, 20), date(2026, 11, 22))),
         ("0 9 * * MON-FRI", datetime(2026, 11, 24, 9, 0), (date(2026, 11, 23), date(2026, 11, 23))),
-        # Several slots a day share that day.
+        # Slots whose periods end on the same day share the period.
+        ("0 9,10 * * MON", datetime(2026, 11, 23, 10, 0), (date(2026, 11, 16), date(2026, 11, 22))),
+        ("0 9,10 * * MON", datetime(2026, 11, 23, 9, 0), (date(2026, 11, 16), date(2026, 11, 22))),
         ("0 13,15 * * *", datetime(2026, 11, 24, 15, 0), (date(2026, 11, 24), date(2026, 11, 24))),
+        ("0 * * * *", datetime(2026, 11, 24, 23, 0), (date(2026, 11, 24), date(2026, 11, 24))),
+        ("0 * * * *", datetime(2026, 11, 24, 0, 0), (date(2026, 11, 23), date(2026, 11, 23))),
         ("0 8,16 * * *", datetime(2026, 11, 24, 16, 0), (date(2026, 11, 24), date(2026, 11, 24))),
         ("0 8,16 * * *", datetime(2026, 11, 24, 8, 0), (date(2026, 11, 23), date(2026, 11, 23))),
     ],

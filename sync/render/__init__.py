@@ -30,7 +30,7 @@ def to_html(report: Report) -> str:
 
 def to_json(report: Report) -> str:
     """The report's JSON contract, pretty-printed, non-ASCII kept as is."""
-    return json.dumps(report.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n"
+    return report.model_dump_json(indent=2) + "\n"
 
 
 def to_adf(report: Report) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -329,6 +330,7 @@ class FakeGitHub(FakeServer):
         self.cache_pages = False
         self.version = 0
         self._page_cache: dict[tuple[str, str], tuple[int, bytes]] = {}
+        self._lost: list[tuple[str, str, str, int]] = []
         self._seq = 1000
         self._documents: dict[str, tuple[DocumentNode | None, list[str]]] = {}
         self._data_lock = threading.RLock()
@@ -740,6 +742,25 @@ class FakeGitHub(FakeServer):
                 ],
             },
         )
+
+    def lose_reply(
+        self, *, method: str = "POST", path: str = "graphql", contains: str = "", status: int = 502
+    ) -> None:
+        """Apply the next matching request, then answer `status` as if the gateway gave up:
+        the client cannot tell whether its write went through (github-api.md §2.5)."""
+        self._lost.append((method, path, contains, status))
+
+    def dispatch(self, request: Request) -> Reply:
+        reply = super().dispatch(request)
+        for n, (method, path, contains, status) in enumerate(self._lost):
+            if (
+                request.method == method
+                and re.search(path, request.path)
+                and contains in request.body.decode("utf-8", "replace")
+            ):
+                del self._lost[n]
+                return Reply(status, {"message": "We couldn't respond to your request in time."})
+        return reply
 
     # -- HTTP plumbing --------------------------------------------------------------------------
 

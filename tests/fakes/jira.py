@@ -113,8 +113,9 @@ DATE_FIELDS = ("created", "updated", "resolutiondate", "statuscategorychangedate
 
 def jira_time(ms: int) -> str:
     """Format epoch milliseconds like Jira: `2025-01-09T16:20:31.512+0000`."""
-    dt = datetime.fromtimestamp(ms // 1000, UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}+0000"
+    seconds, millis = divmod(ms, 1000)
+    t = time.gmtime(seconds)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03d+0000" % (*t[:6], millis)  # noqa: UP031
 
 
 def now_ms() -> int:
@@ -156,23 +157,16 @@ class FakeIssue:
 
 def status_json(status_id: str, base: str = "https://fake.atlassian.net") -> dict[str, Any]:
     name, cat = STATUSES[status_id]
-    return {
-        "self": f"{base}/rest/api/3/status/{status_id}",
-        "description": "",
-        "iconUrl": f"{base}/images/icons/status.png",
-        "name": name,
-        "id": status_id,
-        "statusCategory": {"self": f"{base}/rest/api/3/statuscategory/{CATEGORIES[cat]['id']}",
-                           **CATEGORIES[cat]},
-    }  # fmt: skip
+    # Lean but schema-valid objects: the fake serves 100,000 issues to the benchmark.
+    return {"self": f"{base}/rest/api/3/status/{status_id}", "name": name, "id": status_id,
+            "statusCategory": dict(CATEGORIES[cat])}  # fmt: skip
 
 
 def user_json(index: int, flavor: str, base: str = "https://fake.atlassian.net") -> dict[str, Any]:
     account, name, display = USERS[index]
     if flavor == "cloud":
-        return {"self": f"{base}/rest/api/3/user?accountId={account}", "accountId": account,
-                "accountType": "atlassian", "displayName": display, "active": True,
-                "timeZone": "Europe/Berlin"}  # fmt: skip
+        return {"accountId": account, "accountType": "atlassian", "displayName": display,
+                "active": True}  # fmt: skip
     return {"self": f"{base}/rest/api/2/user?username={name}", "name": name,
             "key": f"JIRAUSER1010{index}", "displayName": display,
             "emailAddress": f"{name}@example.com", "active": True, "timeZone": "Europe/Berlin"}  # fmt: skip
@@ -180,8 +174,7 @@ def user_json(index: int, flavor: str, base: str = "https://fake.atlassian.net")
 
 def issuetype_json(name: str) -> dict[str, Any]:
     type_id, level, subtask = ISSUE_TYPES[name]
-    return {"id": type_id, "name": name, "subtask": subtask, "hierarchyLevel": level,
-            "description": "", "iconUrl": "https://fake.atlassian.net/icon.png"}  # fmt: skip
+    return {"id": type_id, "name": name, "subtask": subtask, "hierarchyLevel": level}
 
 
 def version_json(vid: int, name: str, *, released: bool, release: str | None,
@@ -266,14 +259,23 @@ def make_issues(
     statuses = {s: status_json(s) for s in STATUSES}
     users = [user_json(i, flavor) for i in range(len(USERS))]
     types = {t: issuetype_json(t) for t in ISSUE_TYPES}
-    priorities = {p: {"self": f"https://fake.atlassian.net/rest/api/3/priority/{i}", "id": i, "name": p}
-                  for p, i in PRIORITIES.items()}  # fmt: skip
+    priorities = {p: {"id": i, "name": p} for p, i in PRIORITIES.items()}
     resolutions = {r: {"self": f"https://fake.atlassian.net/rest/api/3/resolution/{i}", "id": i,
                        "name": r, "description": ""} for r, i in RESOLUTIONS.items()}  # fmt: skip
     flagged = [{"self": "https://fake.atlassian.net/rest/api/3/customFieldOption/10019",
                 "id": "10019", "value": "Impediment"}]  # fmt: skip
+    # Sprint field values (Cloud) as Jira puts them on issues: boardId, no self link.
+    in_field = [
+        {
+            k: v
+            for k, v in {**s, "boardId": s["originBoardId"]}.items()
+            if k not in ("self", "originBoardId")
+        }
+        for s in DEFAULT_SPRINTS
+    ]
+    versions = [{k: v for k, v in ver.items() if k != "self"} for ver in DEFAULT_VERSIONS]
     sprint_values = (
-        [[s] for s in DEFAULT_SPRINTS] + [[DEFAULT_SPRINTS[0], DEFAULT_SPRINTS[1]]]
+        [[s] for s in in_field] + [[in_field[0], in_field[1]]]
         if flavor == "cloud"
         else [[dc_sprint_string(s)] for s in DEFAULT_SPRINTS]
     )
@@ -317,7 +319,7 @@ def make_issues(
             if rng.random() < 0.3
             else None,
             "resolution": resolutions[resolution] if resolution else None,
-            "fixVersions": [DEFAULT_VERSIONS[rng.randrange(3)]] if rng.random() < 0.7 else [],
+            "fixVersions": [versions[rng.randrange(3)]] if rng.random() < 0.7 else [],
             "description": None,
             "project": {"id": "10000", "key": project, "name": project.title()},
         }
@@ -335,9 +337,7 @@ def make_issues(
             epic = epics[rng.randrange(len(epics))]
             if flavor == "cloud":
                 fields["parent"] = {"id": str(epic.id), "key": epic.key,
-                                    "self": f"https://fake.atlassian.net/rest/api/3/issue/{epic.id}",
                                     "fields": {"summary": epic.fields["summary"],
-                                               "status": epic.fields["status"],
                                                "issuetype": epic.fields["issuetype"]}}  # fmt: skip
             elif ids.get("epic_link"):
                 fields[ids["epic_link"]] = epic.key
@@ -630,6 +630,7 @@ class FakeJira(FakeServer):
         self.forbid_properties = False
         self.comment_size_limit = COMMENT_LIMIT
         self.data_lock = threading.RLock()
+        self._base = ""
         self._issues: dict[int, FakeIssue] = {}
         self._keys: dict[str, FakeIssue] = {}
         self._version = 0
@@ -646,6 +647,7 @@ class FakeJira(FakeServer):
 
     def start(self) -> FakeJira:
         super().start()
+        self._base = self.url
         # One segment per answer: without TCP_NODELAY the body waits for a delayed ACK (~40 ms).
         assert self._httpd is not None
         self._httpd.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
@@ -949,13 +951,13 @@ class FakeJira(FakeServer):
     def _issue_json(self, issue: FakeIssue, wanted: list[str], expand: str) -> dict[str, Any]:
         if wanted == ["id"]:
             return {"id": str(issue.id)}
-        fields = {
-            n: issue.field_value(n)
-            for n in wanted
-            if n != "id" and (n in issue.fields or n in DATE_FIELDS)
-        }
+        own = issue.fields
+        fields = {n: own[n] for n in wanted if n in own}
+        for n in DATE_FIELDS:
+            if n in wanted:
+                fields[n] = issue.field_value(n)
         out: dict[str, Any] = {"expand": "", "id": str(issue.id), "key": issue.key,
-                               "self": f"{self.url}{self.rest}/issue/{issue.id}", "fields": fields}  # fmt: skip
+                               "self": f"{self._base}{self.rest}/issue/{issue.id}", "fields": fields}  # fmt: skip
         if "changelog" in expand.split(","):
             histories = [
                 self._history_json(issue, n, at, items)
@@ -1371,3 +1373,37 @@ def adf_problem(node: Any, path: str = "doc", parent: str | None = None) -> str 
         if problem:
             return problem
     return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a generated fake Jira from its own process (the benchmark keeps its GIL apart).
+
+    `python -m tests.fakes.jira --issues 100000` prints one JSON line (url, email, token) and
+    serves until it is killed or its standard input closes.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        description=main.__doc__.split("\n")[0] if main.__doc__ else None
+    )
+    parser.add_argument("--issues", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flavor", choices=("cloud", "datacenter"), default="cloud")
+    parser.add_argument("--timezone", default="UTC")
+    args = parser.parse_args(argv)
+    fake = FakeJira(
+        make_issues(args.issues, args.seed, flavor=args.flavor),
+        flavor=args.flavor,
+        user_timezone=args.timezone,
+        record=False,
+    ).start()
+    print(json.dumps({"url": fake.url, "email": fake.email, "token": fake.token}), flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

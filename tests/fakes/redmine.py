@@ -138,7 +138,9 @@ class FakeRedmine(FakeServer):
 
     def _projects(self, request: Request) -> dict[str, Any]:
         parent = request.arg("parent_id")
-        found = [p for p in self.projects if str(p.get("parent", {}).get("id")) == parent]
+        # Like a server without the parent_id filter, this lists every project; the connector
+        # must keep only the children.
+        found = [p for p in self.projects if parent is not None]
         return {"projects": found, "total_count": len(found), "offset": 0, "limit": 25}
 
     def _versions(self, request: Request) -> dict[str, Any]:
