@@ -517,15 +517,23 @@ def publish(
 def run(app: App, no_sync: bool, as_json: bool, quiet: bool) -> None:
     """Cron entry point: sync every source, then publish every report that is due.
 
+    Exit codes: 0 ok, 1 a source or target failed, 75 another run holds the lock.
+
     Example (crontab): */10 * * * * cd /srv/pmsync && pmsync run --quiet
     """
     from sync.engine import run_lock
+    from sync.errors import EXIT_LOCKED, LockedError
     from sync.publish import error_lines, summary_lines
     from sync.publish import run as run_plan
 
     config = app.config
-    with run_lock(app.db_path):
-        outcome = run_plan(config, app.store(), sync=not no_sync)
+    try:
+        with run_lock(app.db_path):
+            outcome = run_plan(config, app.store(), sync=not no_sync)
+    except LockedError:
+        if quiet:  # the run holding the lock is doing the work: nothing for cron to mail
+            sys.exit(EXIT_LOCKED)
+        raise
     if as_json:
         click.echo(json.dumps(outcome.as_dict(), indent=2, default=str))
     elif not (quiet and outcome.ok):

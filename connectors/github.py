@@ -435,8 +435,6 @@ query Check($login: String!, $number: Int!) {
 }
 """
 
-VIEWER_QUERY = "query Viewer { viewer { login } }"
-
 STATUS_UPDATES_QUERY = """
 query StatusUpdates($login: String!, $number: Int!) {
   rateLimit { cost remaining resetAt }
@@ -470,7 +468,6 @@ ALL_DOCUMENTS = {
     "MoreAssignees": MORE_ASSIGNEES_QUERY,
     "RepoIds": REPO_IDS_QUERY,
     "Check": CHECK_QUERY,
-    "Viewer": VIEWER_QUERY,
     "StatusUpdates": STATUS_UPDATES_QUERY,
     "CreateStatusUpdate": CREATE_STATUS_MUTATION,
     "UpdateStatusUpdate": UPDATE_STATUS_MUTATION,

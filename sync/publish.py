@@ -458,8 +458,8 @@ def run(
     counts: dict[str, int] = {}
     for p in pubs:
         counts[p.status] = counts.get(p.status, 0) + 1
-    log.log(
-        logging.INFO if outcome.ok else logging.ERROR,
+    # INFO either way: each failure was logged as an error where it happened.
+    log.info(
         "run %s: %d sources synced (%d failed), %d publications (%s) in %.1fs",
         "ok" if outcome.ok else "failed",
         len(synced),

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 from graphql import parse
 from pydantic import ValidationError
 
@@ -137,6 +138,37 @@ def test_board_page_costs_three_points_and_field_values_cost_nothing() -> None:
     variables = {"first": 100, "withMeta": True}
     # items 1 + draft assignees 100 + Assignable assignees 100 + Labelable labels 100 = 301
     assert query_cost(parse(BOARD_ITEMS_QUERY), variables)[0] == 3
+
+
+def test_the_fake_refuses_what_github_refuses(fake: FakeGitHub) -> None:
+    def post(query: str) -> dict[str, Any]:
+        response = requests.post(
+            fake.url + "/graphql",
+            json={"query": query},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+        return response.json()
+
+    assert post("{ viewer { loginn } }") == {
+        "errors": [{"message": "Cannot query field 'loginn' on type 'User'. Did you mean 'login'?"}]
+    }
+    fake.add_project("acme", 1)
+    unbounded = '{ repositoryOwner(login: "acme") { ... on ProjectV2Owner { projectV2(number: 1) { items { totalCount } } } } }'
+    assert post(unbounded)["errors"][0]["message"] == (
+        "You must provide a `first` or `last` value to properly paginate the `items` connection."
+    )
+    too_many = unbounded.replace("items {", "items(first: 101) {")
+    assert post(too_many)["errors"][0]["message"] == (
+        "Requesting 101 records on the `items` connection exceeds the `first` limit of 100 records."
+    )
+    assert (
+        requests.post(
+            fake.url + "/graphql", json={"query": "{ viewer { login } }"}, timeout=10
+        ).status_code
+        == 401
+    )
 
 
 def test_graphql_url_for_github_ghes_and_local() -> None:
@@ -328,6 +360,19 @@ def test_sweep_costs_at_most_ten_requests_and_thirty_points_per_thousand_items()
         c = connector(fake)
         assert sum(1 for _ in c.fetch_items(NOW)) == 0  # incremental: same sweep, same cost
         assert (fake.graphql_requests, fake.points, c.http.points) == (20, 60, 30)
+
+
+def test_census_without_a_pass_reads_ids_only(fake: FakeGitHub, board: Board) -> None:
+    c = connector(fake)
+    assert c.free_census is False
+    ids = list(c.fetch_ids() or ())
+    expected = [i["id"] for i in board.project["_items"] if i["type"] != "REDACTED"]
+    assert ids == expected
+    assert (fake.graphql_requests, fake.points) == (1, 1)  # ids only: one point a page
+    list(c.fetch_items(None))
+    assert c.free_census is True
+    assert list(c.fetch_ids() or ()) == expected
+    assert fake.graphql_requests == 3  # the pass (+ the 25-label item), no census request
 
 
 def test_user_owned_board(fake: FakeGitHub) -> None:

@@ -524,15 +524,19 @@ def test_data_center_paging_survives_deletes_and_updates_mid_run(
     sync(store, dc)
     by_age = sorted(dc.issues, key=lambda i: i.updated_ms, reverse=True)
     read_first, unread = by_age[5], by_age[250]
-    # After page 1 (the newest 100): delete an issue already read, shifting every offset
-    # back by one, and update one not read yet, moving it to the front.
+    # After page 1 (the newest 100), an issue already read is deleted: every later offset
+    # shifts back by one. After page 2, an issue not read yet changes and jumps to the front.
+    # A skipped issue would be missing from this full pass and so tombstoned.
     dc.at_search(2, lambda: dc.delete(read_first.key))
-    dc.at_search(2, lambda: dc.update(unread.key, summary="Moved to the front"))
+    dc.at_search(3, lambda: dc.update(unread.key, summary="Moved to the front"))
     result = sync(store, dc, full=True)
     stored = items(store)
-    assert len(stored) == 299 and result.tombstoned == 1
-    assert read_first.key not in stored
+    assert (len(stored), result.tombstoned) == (300, 0)
     assert stored[unread.key].title == "Moved to the front"
+    starts = [int(r.arg("startAt") or 0) for r in dc.requests_to("/rest/api/2/search")][-6:]
+    assert 99 in starts  # stepped back by the one deleted issue
+    census = sync(store, dc, census_every=timedelta(0))
+    assert census.tombstoned == 1 and read_first.key not in items(store)
 
 
 def test_data_center_deep_paging_re_anchors_before_the_result_window(

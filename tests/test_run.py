@@ -369,6 +369,22 @@ def test_cli_json_logs_one_object_per_line_without_secrets(workdir: Path, memo: 
 # -- two runs at once -------------------------------------------------------------------------
 
 
+def test_cli_run_meets_a_held_lock_with_75(workdir: Path, memo: Remote) -> None:
+    from sync.engine import run_lock
+
+    db = workdir / "pmsync.db"
+    with run_lock(db):
+        assert invoke(workdir, "run", "--quiet") == (75, "", "")
+        assert invoke(workdir, "run") == (
+            75,
+            "",
+            f"error: another pmsync run is using {db} (lock file {db}.lock); try again when"
+            " it ends\n",
+        )
+    assert memo.calls == []
+    assert invoke(workdir, "run", "--quiet") == (0, "", "")
+
+
 def test_two_runs_started_together_one_works_the_other_exits_75(tmp_path: Path) -> None:
     # The CSV export is a FIFO: whichever run takes the lock blocks reading it until the test
     # writes it, so the other one meets a held lock, deterministically.

@@ -772,11 +772,15 @@ class FakeJira(FakeServer):
     def _routes(self) -> None:
         r = self.rest
         roots = r"/rest/api/(?:2|3|latest)"
+        # Cloud serves v2 as well (rich text as strings); the fake does for the read-only
+        # metadata, so a Cloud site wrongly set to flavor "datacenter" fails where Jira would:
+        # at the removed search.
+        meta = roots if self.flavor == "cloud" else r
         self.route("GET", roots + "/serverInfo", self._server_info)
-        self.route("GET", r + "/myself", self._myself)
-        self.route("GET", r + "/field", self._fields)
-        self.route("GET", r + "/status", self._statuses)
-        self.route("GET", r + r"/project/(?P<project>[^/]+)/version", self._project_versions)
+        self.route("GET", meta + "/myself", self._myself)
+        self.route("GET", meta + "/field", self._fields)
+        self.route("GET", meta + "/status", self._statuses)
+        self.route("GET", meta + r"/project/(?P<project>[^/]+)/version", self._project_versions)
         self.route("GET", r"/rest/agile/1\.0/board/(?P<board>[^/]+)/sprint", self._board_sprints)
         self.route("GET", r + r"/issue/(?P<issue>[^/]+)", self._get_issue)
         self.route("GET", r + r"/issue/(?P<issue>[^/]+)/comment", self._list_comments)
