@@ -337,6 +337,9 @@ def status(app: App, as_json: bool) -> None:
                 ],
             )
         )
+        for p in plan:
+            if p.get("error"):
+                click.echo(f"  {p['project']}: {p['error']}")
 
 
 # -- report / feedback ----------------------------------------------------------------------

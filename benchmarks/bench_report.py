@@ -23,12 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from config.schema import Config, ProjectSettings  # noqa: E402
-from connectors.base import SourceSettings  # noqa: E402
-from sync.model import Milestone, StatusCategory, Transition, WorkItem  # noqa: E402
-from sync.render import to_html, to_json  # noqa: E402
-from sync.report import build_report  # noqa: E402
-from sync.store import Store  # noqa: E402
+from config.schema import Config, ProjectSettings
+from connectors.base import SourceSettings
+from sync.model import Milestone, StatusCategory, Transition, WorkItem
+from sync.render import to_html, to_json
+from sync.report import build_report
+from sync.store import Store
 
 NOW = datetime(2026, 11, 26, 16, 0, tzinfo=UTC)
 START = date(2025, 12, 1)
@@ -58,7 +58,9 @@ def generate(n: int, seed: int = 7) -> list[WorkItem]:
         elif r < 0.06:
             labels.append("internal")
         kind = "epic" if i % 500 == 0 else rng.choice(("task", "story", "bug"))
-        due = (created.date() + timedelta(days=rng.randrange(10, 90))) if rng.random() < 0.4 else None
+        due = (
+            (created.date() + timedelta(days=rng.randrange(10, 90))) if rng.random() < 0.4 else None
+        )
         transitions = None
         if cat is not C.TODO and rng.random() < 0.33:
             started = created + timedelta(seconds=(completed or NOW).timestamp() % 86400)
@@ -73,18 +75,32 @@ def generate(n: int, seed: int = 7) -> list[WorkItem]:
             transitions = steps
         items.append(
             WorkItem(
-                source="bench", id=str(i), key=f"B-{i}", url=f"https://tracker.example/B-{i}",
-                title=f"Work item {i} " + "lorem ipsum " * rng.randrange(1, 6), kind=kind,
-                status={C.DONE: "Closed", C.CANCELLED: "Won't do", C.IN_PROGRESS: "Doing",
-                        C.TODO: "Open"}[cat],
-                category=cat, assignee=f"Person {i % 40}", labels=labels,
+                source="bench",
+                id=str(i),
+                key=f"B-{i}",
+                url=f"https://tracker.example/B-{i}",
+                title=f"Work item {i} " + "lorem ipsum " * rng.randrange(1, 6),
+                kind=kind,
+                status={
+                    C.DONE: "Closed",
+                    C.CANCELLED: "Won't do",
+                    C.IN_PROGRESS: "Doing",
+                    C.TODO: "Open",
+                }[cat],
+                category=cat,
+                assignee=f"Person {i % 40}",
+                labels=labels,
                 parent_id=str((i // 500) * 500) if kind != "epic" else None,
                 milestone_id=f"m{i % 30}" if rng.random() < 0.5 else None,
-                start_date=created.date() if kind == "epic" else None, due_date=due,
-                created_at=created, updated_at=completed or created, completed_at=completed,
-                estimate=float(rng.choice((1, 2, 3, 5, 8))), blocked=rng.random() < 0.01,
+                start_date=created.date() if kind == "epic" else None,
+                due_date=due,
+                created_at=created,
+                updated_at=completed or created,
+                completed_at=completed,
+                estimate=float(rng.choice((1, 2, 3, 5, 8))),
+                blocked=rng.random() < 0.01,
                 transitions=transitions,
-            )  # fmt: skip
+            )
         )
     return items
 
@@ -134,8 +150,10 @@ def main(sizes: list[int]) -> None:
         print(f"{n:>8} {t1 - t0:>8.2f} {t2 - t1:>7.2f} {t3 - t2:>7.2f} {t1 - t0 + t3 - t2:>10.2f}"
               f" {c1 - c0 + c3 - c2:>8.2f} {len(js) / 1e6:>8.1f} {len(html) / 1e3:>8.0f}  {counts}")  # fmt: skip
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {peak:.0f} MB (includes generating the data); wall and CPU seconds differ"
-          " on a busy machine; matplotlib is imported before timing")
+    print(
+        f"peak RSS {peak:.0f} MB (includes generating the data); wall and CPU seconds differ"
+        " on a busy machine; matplotlib is imported before timing"
+    )
 
 
 if __name__ == "__main__":

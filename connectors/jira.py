@@ -51,7 +51,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from connectors.base import Connector, Publication, PublishTarget, SourceSettings
 from connectors.http import HttpClient, HttpError
@@ -530,6 +530,11 @@ class JiraConnector(Connector):
             need = "Add comments / Edit issues" if publish else "Browse projects"
             return kind(
                 f"{name}: Jira denied access to {what} (HTTP 403{detail}); check that the account has the {need} permission"
+            )
+        if exc.status == 404 and publish:
+            return kind(
+                f"{name}: {what} not found (HTTP 404{detail}); check the issue key in the"
+                " publish target and that the account can see that issue"
             )
         if exc.status == 404:
             return kind(
@@ -1303,10 +1308,12 @@ class JiraConnector(Connector):
     def _target(self, target: PublishTarget) -> JiraTarget:
         try:
             return JiraTarget.model_validate(target.options)
-        except ValueError as exc:
-            raise ConfigError(
-                f"publish target {target.to!r}: {str(exc).splitlines()[-1].strip()}"
-            ) from None
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"publish target {target.to!r}: {problems}") from None
 
     def render(self, target: PublishTarget, report: Report) -> str:
         self._target(target)
@@ -1381,7 +1388,7 @@ class JiraConnector(Connector):
         page = self._send(
             "GET",
             f"{self.rest}/issue/{issue}/comment",
-            what=f"the comments of {issue}",
+            what=f"issue {issue}",
             publish=True,
             params={"orderBy": "-created", "maxResults": 100},
         )
@@ -1391,7 +1398,7 @@ class JiraConnector(Connector):
         found = self._send(
             "POST",
             f"{self.rest}/comment/list",
-            what=f"the comments of {issue}",
+            what=f"issue {issue}",
             publish=True,
             params={"expand": "properties"},
             json={"ids": [int(i) for i in ids]},

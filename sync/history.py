@@ -95,17 +95,19 @@ def load_items(store: Store, sources: Sequence[str], *, deleted: bool = False) -
     sql += " AND deleted_at IS NOT NULL" if deleted else " AND deleted_at IS NULL"
     rows: list[ItemRow] = []
     cats = _CATEGORIES
-    no_labels: list[str] = []
+    day, moment, loads = date.fromisoformat, datetime.fromisoformat, json.loads
     cur = store.conn.execute(sql, list(sources))
     cur.row_factory = None  # plain tuples: noticeably faster than sqlite3.Row at 100k rows
-    for r in cur:
-        labels = r[9]
+    # One loop with the parsing inlined: at 100k rows every function call shows.
+    for (src, id_, key, url, title, kind, status, cat, assignee, labels, parent, milestone,
+         start, due, created, updated, completed, estimate, blocked, gone) in cur:  # fmt: skip
         rows.append(
             ItemRow(
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6], cats[r[7]], r[8],
-                json.loads(labels) if labels != "[]" else no_labels, r[10], r[11],
-                _d(r[12]), _d(r[13]), _dt(r[14]), _dt(r[15]), _dt(r[16]), r[17], bool(r[18]),
-                _dt(r[19]),
+                src, id_, key, url, title, kind, status, cats[cat], assignee,
+                loads(labels) if labels != "[]" else [], parent, milestone,
+                start and day(start), due and day(due), created and moment(created),
+                updated and moment(updated), completed and moment(completed), estimate,
+                bool(blocked), gone and moment(gone),
             )  # fmt: skip
         )
     return rows
@@ -194,7 +196,9 @@ class Days:
     def __init__(self, first: date, last: date, zone: ZoneInfo) -> None:
         self.first = first
         self.zone = zone
-        self.midnights = [day_start(first + timedelta(n), zone) for n in range((last - first).days + 2)]
+        self.midnights = [
+            day_start(first + timedelta(n), zone) for n in range((last - first).days + 2)
+        ]
 
     def index(self, at: datetime) -> int:
         """Days from `first` to the local day of `at` (negative before it)."""
@@ -280,10 +284,13 @@ def burnup(
         if snap is not None:
             points.append(
                 BurnupPoint(
-                    day, int(snap["total"] - snap["cancelled"]), int(snap["done"]),
-                    round(float(snap["estimate_total"]), 2), round(float(snap["estimate_done"]), 2),
+                    day,
+                    int(snap["total"] - snap["cancelled"]),
+                    int(snap["done"]),
+                    round(float(snap["estimate_total"]), 2),
+                    round(float(snap["estimate_done"]), 2),
                     "snapshot",
-                )  # fmt: skip
+                )
             )
         else:
             points.append(BurnupPoint(day, s, d, round(se, 2), round(de, 2), "history"))

@@ -392,7 +392,14 @@ def publish_due(
     now = now or datetime.now(UTC)
     results: list[PublishResult] = []
     for pid, project in config.projects.items():
-        slot = project_last_slot(project, now)
+        try:
+            slot = project_last_slot(project, now)
+        except ConfigError as exc:
+            for spec in target_specs(project):
+                bad = PublishResult(pid, spec.id, "", "failed", error=f"{pid}: {exc}")
+                _log_result(bad)
+                results.append(bad)
+            continue
         if slot is None:
             continue
         due = due_targets(store, pid, project, slot)

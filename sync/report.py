@@ -10,7 +10,8 @@ wins, and `complete` when every item not cancelled is done):
 
 - target date passed with open items: off_track; P50 forecast after the target: off_track;
   P85 forecast after the target: at_risk;
-- a milestone past its due date with open items: at_risk, off_track after 14 days;
+- a milestone past its due date with open items (and not closed in its tool): at_risk,
+  off_track after 14 days;
 - an open blocker blocked for 5 days or more: at_risk;
 - a source whose last sync is older than the project's schedule interval (7 days without
   a schedule): at_risk.
@@ -765,7 +766,8 @@ class _Builder:
             pdone = _percent(done, total - cancelled)
             closed = m.state.casefold() in CLOSED_MILESTONE_STATES
             when = None if open_ == 0 or need is None else self.window_end + timedelta(days=need)
-            if (total and open_ == 0) or (not total and closed):
+            # A milestone the tool has closed (released) is done; leftovers show in its %.
+            if closed or (total and open_ == 0):
                 state = "done"
             elif m.due_date is not None and m.due_date < self.end:
                 state = "late"
@@ -775,10 +777,18 @@ class _Builder:
                 state = "on_track"
             out.append(
                 MilestoneStatus(
-                    source=m.source, id=m.id, name=m.name, url=m.url, start_date=m.start_date,
-                    due_date=m.due_date, total=total, done=done, percent_done=pdone,
-                    forecast=when, state=state,
-                )  # fmt: skip
+                    source=m.source,
+                    id=m.id,
+                    name=m.name,
+                    url=m.url,
+                    start_date=m.start_date,
+                    due_date=m.due_date,
+                    total=total,
+                    done=done,
+                    percent_done=pdone,
+                    forecast=when,
+                    state=state,
+                )
             )
         return out
 
@@ -915,9 +925,11 @@ class _Builder:
                 last = datetime.fromisoformat(row[0]) if row[0] else None
             out.append(
                 SourceInfo(
-                    name=name, kind=getattr(settings, "kind", "unknown"), last_synced_at=last,
+                    name=name,
+                    kind=getattr(settings, "kind", "unknown"),
+                    last_synced_at=last,
                     items=per_source.get(name, 0),
-                )  # fmt: skip
+                )
             )
         return out
 
@@ -971,11 +983,19 @@ class _Builder:
             if self.end > target:
                 flag("off_track", self.t("reason_target_passed", target=self.d(target), open=open_))
             elif forecast.p50 is not None and forecast.p50 > target:
-                flag("off_track", self.t("reason_p50_late", p50=self.d(forecast.p50), target=self.d(target)))
+                flag(
+                    "off_track",
+                    self.t("reason_p50_late", p50=self.d(forecast.p50), target=self.d(target)),
+                )
             elif forecast.p85 is not None and forecast.p85 > target:
-                flag("at_risk", self.t("reason_p85_late", p85=self.d(forecast.p85), target=self.d(target)))
+                flag(
+                    "at_risk",
+                    self.t("reason_p85_late", p85=self.d(forecast.p85), target=self.d(target)),
+                )
             elif forecast.p85 is not None:
-                reasons.append(self.t("reason_p85_ok", p85=self.d(forecast.p85), target=self.d(target)))
+                reasons.append(
+                    self.t("reason_p85_ok", p85=self.d(forecast.p85), target=self.d(target))
+                )
             elif forecast.reason is not None:
                 reasons.append(self.t("reason_no_forecast", why=forecast.reason))
         elif target is None and open_:
@@ -1005,7 +1025,9 @@ class _Builder:
                     allowed=i18n.fmt_duration(self.lang, allowed),
                 ))  # fmt: skip
         if worst == "on_track":
-            reasons.append(self.t("reason_all_clear", days=i18n.fmt_days(self.lang, BLOCKER_AGE_DAYS)))
+            reasons.append(
+                self.t("reason_all_clear", days=i18n.fmt_days(self.lang, BLOCKER_AGE_DAYS))
+            )
         return worst, reasons
 
     def _burnup(self) -> list[BurnupDay]:
@@ -1016,18 +1038,29 @@ class _Builder:
         )  # fmt: skip
         return [
             BurnupDay.model_construct(
-                day=p.day, scope=p.scope, done=p.done, scope_estimate=p.scope_estimate,
-                done_estimate=p.done_estimate, basis=p.basis,
-            )  # fmt: skip
+                day=p.day,
+                scope=p.scope,
+                done=p.done,
+                scope_estimate=p.scope_estimate,
+                done_estimate=p.done_estimate,
+                basis=p.basis,
+            )
             for p in points
         ]
 
     def _gantt(self, milestones: list[MilestoneStatus]) -> list[GanttBar]:
         bars = [
             GanttBar(
-                kind="milestone", source=m.source, key=m.id, name=m.name, url=m.url,
-                start=m.start_date, end=m.due_date, percent_done=m.percent_done, state=m.state,
-            )  # fmt: skip
+                kind="milestone",
+                source=m.source,
+                key=m.id,
+                name=m.name,
+                url=m.url,
+                start=m.start_date,
+                end=m.due_date,
+                percent_done=m.percent_done,
+                state=m.state,
+            )
             for m in milestones
             if m.due_date is not None
         ]
@@ -1049,7 +1082,9 @@ class _Builder:
             finished = e.category is DONE or bool(kids and done and done == len(kids) - cancelled)
             end = e.due_date or max(ends, default=None)
             if end is None and finished:
-                closes = [self.days.day(p.since) for p in kids if p.cat is DONE and p.since is not ALWAYS]
+                closes = [
+                    self.days.day(p.since) for p in kids if p.cat is DONE and p.since is not ALWAYS
+                ]
                 if e.completed_at:
                     closes.append(local_day(e.completed_at, self.zone))
                 end = max(closes, default=None)
@@ -1065,8 +1100,17 @@ class _Builder:
             else:
                 state = "on_track"
             epic_bars.append(
-                GanttBar(kind="epic", source=e.source, key=e.key, name=e.title, url=e.url,
-                         start=start, end=end, percent_done=pct, state=state)  # fmt: skip
+                GanttBar(
+                    kind="epic",
+                    source=e.source,
+                    key=e.key,
+                    name=e.title,
+                    url=e.url,
+                    start=start,
+                    end=end,
+                    percent_done=pct,
+                    state=state,
+                )
             )
         epic_bars.sort(key=lambda g: (g.start or g.end, g.end, natural_key(g.key)))
         return bars + epic_bars

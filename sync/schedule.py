@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from config.schema import Config, ProjectSettings
+from sync.errors import ConfigError
 from sync.store import Store
 
 NOON = time(12, 0)
@@ -85,24 +86,34 @@ def _slot(expr: str, zone: ZoneInfo, local: datetime) -> Slot:
     return Slot(at=_to_utc(local, zone), local=local, start=start, end=end)
 
 
+def _never(expr: str) -> ConfigError:
+    return ConfigError(f"schedule {expr!r} never fires (no such date); fix the cron expression")
+
+
 def last_slot(expr: str, zone: ZoneInfo, now: datetime) -> Slot:
     """Return the latest slot at or before `now`."""
     it = croniter(expr, _local(now, zone) + _SHIFT)
-    for _ in range(_MAX_STEPS):
-        local = it.get_prev(datetime)
-        if _to_utc(local, zone) <= now:
-            return _slot(expr, zone, local)
-    raise ValueError(f"schedule {expr!r} has no slot before {now.isoformat()}")
+    try:
+        for _ in range(_MAX_STEPS):
+            local = it.get_prev(datetime)
+            if _to_utc(local, zone) <= now:
+                return _slot(expr, zone, local)
+    except CroniterError:
+        raise _never(expr) from None
+    raise _never(expr)
 
 
 def next_slot(expr: str, zone: ZoneInfo, now: datetime) -> Slot:
     """Return the first slot strictly after `now`."""
     it = croniter(expr, _local(now, zone) - _SHIFT)
-    for _ in range(_MAX_STEPS):
-        local = it.get_next(datetime)
-        if _to_utc(local, zone) > now:
-            return _slot(expr, zone, local)
-    raise ValueError(f"schedule {expr!r} has no slot after {now.isoformat()}")
+    try:
+        for _ in range(_MAX_STEPS):
+            local = it.get_next(datetime)
+            if _to_utc(local, zone) > now:
+                return _slot(expr, zone, local)
+    except CroniterError:
+        raise _never(expr) from None
+    raise _never(expr)
 
 
 def project_last_slot(project: ProjectSettings, now: datetime) -> Slot | None:
@@ -142,8 +153,13 @@ def plan_status(
             "next_period": None,
         }
         if project.schedule:
-            last = last_slot(project.schedule, project.zone, now)
-            nxt = next_slot(project.schedule, project.zone, now)
+            try:
+                last = last_slot(project.schedule, project.zone, now)
+                nxt = next_slot(project.schedule, project.zone, now)
+            except ConfigError as exc:
+                row["error"] = str(exc)
+                out.append(row)
+                continue
             due = [
                 spec.id
                 for spec in target_specs(project)

@@ -24,7 +24,8 @@ def test_feedback_add_records_a_score(workdir: Path) -> None:  # noqa: F811
     rows = store.feedback("p")
     store.close()
     assert [(r["day"], r["score"], r["comment"]) for r in rows] == [
-        ("2026-11-20", 4, "Clear <b>"), (today.isoformat(), 5, None)
+        ("2026-11-20", 4, "Clear <b>"),
+        (today.isoformat(), 5, None),
     ]
 
 

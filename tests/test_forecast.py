@@ -47,7 +47,9 @@ def test_percentiles_of_a_random_throughput() -> None:
                       target=C_END + timedelta(days=3))  # fmt: skip
     assert sim.throughput_per_day == 1.0
     assert (sim.p50, sim.p85, sim.p95) == (
-        C_END + timedelta(days=2), C_END + timedelta(days=5), C_END + timedelta(days=8)
+        C_END + timedelta(days=2),
+        C_END + timedelta(days=5),
+        C_END + timedelta(days=8),
     )
     assert sim.probability_by_target is not None
     assert abs(sim.probability_by_target - (1 - (2 / 3) ** 3)) < 0.02
@@ -121,7 +123,10 @@ def test_report_forecast_is_monte_carlo_on_the_projects_window() -> None:
     sparse = store_with([item("D-1", C.DONE, completed_at=at(END)), item("O-1")])
     data = build(sparse, config()).model_dump(mode="json")["forecast"]
     assert (data["p50"], data["p85"], data["p95"], data["probability_by_target"]) == (
-        None, None, None, None
+        None,
+        None,
+        None,
+        None,
     )
     assert data["reason"] == (
         "too little history: 1 items completed in the last 42 days (at least 3 are needed)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -65,8 +65,13 @@ def publish(store: Store, config: Config, **kw: Any) -> Any:
 def cloud() -> Iterator[FakeJira]:
     issues = make_issues(120, seed=12, end_ms=int(NOW.timestamp() * 1000) - 60_000, days=20)
     with FakeJira(issues) as fake:
-        fake.update("ACME-2", summary=HOSTILE, status_id="10002")
+        listed(fake, "ACME-2", HOSTILE)
         yield fake
+
+
+def listed(fake: FakeJira, key: str, title: str) -> None:
+    """Give `key` a title and put it in progress two hours before NOW (so the report lists it)."""
+    fake.update(key, summary=title, status_id="3", at_ms=int(NOW.timestamp() * 1000) - 7_200_000)
 
 
 def comment_calls(fake: FakeJira) -> list[tuple[str, str]]:
@@ -104,7 +109,7 @@ def test_publish_creates_one_comment_then_updates_it_in_place(cloud: FakeJira) -
     assert again.status == "unchanged" and comment_calls(cloud) == []
 
     # The data changes: the same comment is edited, nothing new is posted.
-    cloud.update("ACME-3", status_id="10002")
+    cloud.update("ACME-2", summary="Renamed in progress")
     sync_source(store, JiraConnector(SOURCE, config.sources[SOURCE]))  # type: ignore[arg-type]
     cloud.log.clear()
     updated = publish(store, config)
@@ -137,7 +142,7 @@ def test_without_the_issue_property_the_comment_property_finds_the_comment(
     cloud.forbid_properties = True  # no Edit issues permission: the mirror cannot be written
     first = publish(synced(cloud, config), config)
     assert cloud.issue("ACME-1").properties == {}
-    cloud.update("ACME-4", summary="Changed meanwhile")
+    cloud.update("ACME-2", summary="Changed meanwhile")
     cloud.log.clear()
     second = publish(synced(cloud, config), config)
     assert second.remote_id == first.remote_id
@@ -154,7 +159,7 @@ def test_a_deleted_comment_is_posted_again_and_a_new_period_gets_its_own(
     store = synced(cloud, config)
     first = publish(store, config)
     cloud.comments["ACME-1"].clear()  # someone deleted it
-    cloud.update("ACME-5", summary="Changed")
+    cloud.update("ACME-2", summary="Changed")
     sync_source(store, JiraConnector(SOURCE, config.sources[SOURCE]))  # type: ignore[arg-type]
     again = publish(store, config)
     assert again.remote_id != first.remote_id and len(cloud.comments["ACME-1"]) == 1
@@ -231,7 +236,7 @@ def test_dry_run_prints_the_adf_that_would_be_sent(cloud: FakeJira) -> None:
 def test_data_center_publishes_escaped_wiki_markup_and_edits_it(tmp_path: Any) -> None:
     issues = make_issues(60, seed=14, flavor="datacenter", end_ms=int(NOW.timestamp() * 1000) - 60_000, days=10)
     with FakeJira(issues, flavor="datacenter") as fake:
-        fake.update("ACME-2", summary=HOSTILE, status_id="10002")
+        listed(fake, "ACME-2", HOSTILE)
         config = make_config(fake)
         store = synced(fake, config)
         first = publish(store, config)
@@ -239,15 +244,16 @@ def test_data_center_publishes_escaped_wiki_markup_and_edits_it(tmp_path: Any) -
         body = comment["body"]
         assert isinstance(body, str) and len(body) <= COMMENT_LIMIT
         assert body.startswith("h2. Status report: ACME relaunch")
-        assert "\\[~admin\\]" in body and "[~admin]" not in body.replace("\\[~admin\\]", "")
+        assert "\\[\\~admin\\]" in body and "[~admin]" not in body
         assert "\\{code\\}" in body and "\\|cell\\|" in body and "\\!img.png\\!" in body
         assert "\u202e" not in body
         assert first.url == f"{fake.url}/browse/ACME-1?focusedCommentId={comment['id']}"
-        fake.update("ACME-3", summary="Changed on DC")
+        fake.update("ACME-2", summary="Changed on DC")
         sync_source(store, JiraConnector(SOURCE, config.sources[SOURCE]))  # type: ignore[arg-type]
         second = publish(store, config)
         assert second.status == "updated" and len(fake.comments["ACME-1"]) == 1
-        assert "Changed on DC" in fake.comments["ACME-1"][0]["body"] or second.remote_id == first.remote_id
+        assert second.remote_id == first.remote_id
+        assert "Changed on DC" in fake.comments["ACME-1"][0]["body"]
 
 
 def test_wiki_escaping_and_size() -> None:
@@ -268,8 +274,9 @@ def test_fit_wiki_cuts_at_a_line_with_a_note() -> None:
         config = make_config(fake)
         store = synced(fake, config)
         report = build_report(store, config, "acme", start=START, end=END, now=NOW)
-        text = fit_wiki(report, limit=3000)
-        assert len(text) <= 3000
-        assert text.endswith("Full report:") or "too long for one Jira comment" in text
-        assert fit_wiki(report) == fit_wiki(report)  # deterministic: a stable content hash
-        assert date.today() is not None
+        roomy = fit_wiki(report)
+        assert len(roomy) <= COMMENT_LIMIT and "\\_and " in roomy.replace("_and ", "\\_and ")
+        small = fit_wiki(report, limit=1200)
+        assert len(small) <= 1200
+        assert small.endswith("The report is too long for one Jira comment and was cut here. Full report:")
+        assert fit_wiki(report) == roomy  # deterministic, so its content hash is stable

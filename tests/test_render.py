@@ -137,7 +137,7 @@ def test_html_is_self_contained_with_two_inline_svg_charts() -> None:
 
 def test_chart_labels_are_escaped_in_the_svg() -> None:
     out = to_html(hostile_report())
-    svg = out[out.index('<figure class="chart" id="gantt-chart">'):]
+    svg = out[out.index('<figure class="chart" id="gantt-chart">') :]
     svg = svg[: svg.index("</figure>")]
     assert "<script" not in svg
     assert "&lt;script&gt;" in svg
@@ -155,7 +155,7 @@ def _unescaped(line: str, char: str) -> int:
 def test_markdown_titles_cannot_add_structure() -> None:
     out = to_markdown(hostile_report())
     prose, _, rest = out.partition("```mermaid")
-    mermaid, _, tail = rest.partition("```")
+    _mermaid, _, tail = rest.partition("```")
     text = prose + tail
     for line in text.splitlines():
         assert _unescaped(line, "<") == 0, line

@@ -183,7 +183,11 @@ def test_json_has_exactly_the_contract_keys() -> None:
         "estimate_done", "percent_done_by_estimate", "delta",
     }  # fmt: skip
     assert set(data["scope_change"]) == {
-        "baseline", "added", "removed", "estimate_added", "estimate_removed"
+        "baseline",
+        "added",
+        "removed",
+        "estimate_added",
+        "estimate_removed",
     }
     assert set(data["sources"][0]) == {"name", "kind", "last_synced_at", "items"}
     assert data["project"] == {"id": "p", "name": "Relaunch", "client": "ACME"}
@@ -286,7 +290,8 @@ def test_health_at_risk_when_only_p85_misses_the_target() -> None:
     store = store_with([*done, item("O-1")])
     report = build(store, config(project(target_date=END + timedelta(days=3))))
     assert (report.forecast.p50, report.forecast.p85) == (
-        END + timedelta(days=2), END + timedelta(days=5)
+        END + timedelta(days=2),
+        END + timedelta(days=5),
     )
     assert report.health.status == "at_risk"
     assert report.health.reasons[0] == (
@@ -316,7 +321,7 @@ def test_health_notes_missing_target_and_missing_forecast() -> None:
 @pytest.mark.parametrize(("due", "status"), [(date(2026, 11, 16), "at_risk"),
                                              (date(2026, 11, 11), "off_track")])  # fmt: skip
 def test_health_late_milestones(due: date, status: str) -> None:
-    store = store_with(steady(42, 2) + [item("M-1", milestone_id="m1")])
+    store = store_with([*steady(42, 2), item("M-1", milestone_id="m1")])
     store.upsert_milestones("src", [Milestone(source="src", id="m1", name="Beta", due_date=due)])
     report = build(store, config())
     [m] = report.milestones
@@ -330,12 +335,12 @@ def test_health_late_milestones(due: date, status: str) -> None:
 
 def test_health_old_blockers_put_the_project_at_risk() -> None:
     young = item("B-1", blocked=True, updated_at=at("2026-11-24"))
-    store = store_with(steady(42, 2) + [young])
+    store = store_with([*steady(42, 2), young])
     report = build(store, config())
     assert report.health.status == "on_track"
     assert "1 open blocked items; the oldest has been blocked for 2 days." in report.health.reasons
     old = item("B-2", C.IN_PROGRESS, blocked=True, updated_at=at("2026-11-19"))
-    store = store_with(steady(42, 2) + [young, old])
+    store = store_with([*steady(42, 2), young, old])
     report = build(store, config())
     assert report.health.status == "at_risk"
     assert "2 open blocked items; the oldest has been blocked for 7 days." in report.health.reasons
@@ -354,7 +359,7 @@ def test_blocked_age_comes_from_the_transition_into_a_blocked_status() -> None:
                        to_category=C.IN_PROGRESS),
         ],
     )  # fmt: skip
-    store = store_with(steady(42, 1) + [blocked])
+    store = store_with([*steady(42, 1), blocked])
     cfg = config(src=SourceSettings(kind="csv", blocked_statuses=["waiting"]))
     report = build(store, cfg)
     assert report.blocked[0].blocked_days == 10
@@ -463,8 +468,12 @@ def test_changes_since_the_previous_period() -> None:
         reopened,
     ]  # fmt: skip
     store = store_with(items)
-    store.reconcile("src", [i.id for i in items if i.id not in ("K-6", "K-7")], now=at("2026-11-22"))
-    store.conn.execute("UPDATE items SET deleted_at = ? WHERE id = 'K-7'", (at("2026-11-15").isoformat(),))
+    store.reconcile(
+        "src", [i.id for i in items if i.id not in ("K-6", "K-7")], now=at("2026-11-22")
+    )
+    store.conn.execute(
+        "UPDATE items SET deleted_at = ? WHERE id = 'K-7'", (at("2026-11-15").isoformat(),)
+    )
     report = build(store, config())
     c = report.changes_since_last_report
     assert (c.since, c.basis) == (date(2026, 11, 19), "previous_period")
@@ -475,7 +484,9 @@ def test_changes_since_the_previous_period() -> None:
     assert keys(c.removed) == ["K-6"]
     # Then (end of 19 Nov): K-1 and R-1 done of K-1, K-2, K-5, R-1 (K-6 is gone now).
     assert (c.progress_then.total, c.progress_then.done, c.progress_then.percent_done) == (
-        4, 2, 50.0
+        4,
+        2,
+        50.0,
     )
     d = report.progress.delta
     assert d is not None
@@ -524,7 +535,8 @@ def test_a_past_period_shows_the_project_as_it_stood_then() -> None:
 
 
 def test_milestones_done_percent_and_forecast_in_due_order() -> None:
-    items = steady(42, 0) + [
+    items = [
+        *steady(42, 0),
         item("M-1", C.DONE, milestone_id="m1", completed_at=at("2026-10-10")),
         item("M-2", milestone_id="m1"), item("M-3", milestone_id="m1"),
         item("M-4", milestone_id="m2"), item("M-5", milestone_id="m2"),
@@ -615,9 +627,7 @@ def test_closing_report(tmp_path: Path) -> None:
     assert "closing" in report.model_dump(mode="json")
     assert (c.planned_start, c.planned_end) == (date(2026, 11, 1), date(2026, 11, 14))
     # Work began with C-2 (created 1 Nov, no other start known); cancelled C-4 does not count.
-    assert (c.actual_start, c.actual_end, c.slip_days) == (
-        date(2026, 11, 1), date(2026, 11, 16), 2
-    )
+    assert (c.actual_start, c.actual_end, c.slip_days) == (date(2026, 11, 1), date(2026, 11, 16), 2)
     assert (c.done, c.cancelled, c.open) == (3, 1, 0)
     # Cycle times: C-1 2.5 days (start date 00:00 Berlin to 12:00 UTC), C-2 10, C-3 6.
     assert c.cycle_time.count == 3

@@ -66,7 +66,11 @@ def test_internal_audience_language_and_period(workdir: Path) -> None:
                        "--language", "zh-CN", "--period", "2w")  # fmt: skip
     assert code == 0
     data = json.loads(out)
-    assert (data["progress"]["total"], data["language"], data["audience"]) == (3, "zh-CN", "internal")
+    assert (data["progress"]["total"], data["language"], data["audience"]) == (
+        3,
+        "zh-CN",
+        "internal",
+    )
     today = datetime.now(ZoneInfo("Europe/Berlin")).date()
     assert data["period"]["start"] == (today - timedelta(days=13)).isoformat()
     code, out, _ = run(workdir, "report", "p", "--from", "2026-11-01", "--to", "2026-11-30",

@@ -104,7 +104,10 @@ def test_timelines() -> None:
     assert [(e[0].day, e[1]) for e in tl["T-1"]] == [(1, C.TODO), (5, C.DONE)]
     assert tl["T-2"] == [(ALWAYS, C.IN_PROGRESS, "Doing")]
     # The tool's completion time wins over the transition time for the final done run.
-    assert [(e[0].day, e[1], e[2]) for e in tl["T-3"]] == [(1, C.TODO, "Open"), (9, C.DONE, "Closed")]
+    assert [(e[0].day, e[1], e[2]) for e in tl["T-3"]] == [
+        (1, C.TODO, "Open"),
+        (9, C.DONE, "Closed"),
+    ]
     assert [(e[0].day, e[1]) for e in tl["T-4"]] == [(1, C.CANCELLED)]
     assert state_at(tl["T-1"], at("2026-10-31")) is None
     assert state_at(tl["T-1"], at("2026-11-04")) == (C.TODO, "", at("2026-11-01"))

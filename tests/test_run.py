@@ -197,6 +197,20 @@ def test_no_sync_publishes_from_the_store_alone(tmp_path: Path, memo: Remote) ->
     assert outcome.as_dict()["ok"] is True
 
 
+def test_a_schedule_that_never_fires_fails_its_project_only(tmp_path: Path, memo: Remote) -> None:
+    config = memo_config(tmp_path, [{"to": "board", "thread": "s"}], schedule="0 0 30 2 *")
+    outcome = run(config, Store.memory(), now=NOW)
+    assert [r.status for r in outcome.sync] == ["ok"]
+    assert [(p.target, p.status, p.error) for p in outcome.publications] == [
+        (
+            "board",
+            "failed",
+            "acme: schedule '0 0 30 2 *' never fires (no such date); fix the cron expression",
+        )
+    ]
+    assert not outcome.ok
+
+
 def test_projects_without_a_schedule_are_never_due(tmp_path: Path, memo: Remote) -> None:
     config = memo_config(tmp_path, [{"to": "board", "thread": "s"}], schedule=None)
     outcome = run(config, Store.memory(), now=NOW)

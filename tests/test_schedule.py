@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from config.loader import parse_config
+from sync.errors import ConfigError
 from sync.schedule import Slot, is_due, last_slot, next_slot, plan_status, slot_period
 from sync.store import Store
 
@@ -201,6 +202,16 @@ def test_next_slot_is_strictly_after_now() -> None:
     nxt = next_slot("0 9 * * MON", BERLIN, utc(2026, 10, 20))
     assert nxt.at == utc(2026, 10, 26, 8, 0)
     assert nxt.period_id == "2026-10-19..2026-10-25"
+
+
+def test_a_schedule_that_never_fires_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as err:
+        last_slot("0 0 30 2 *", BERLIN, utc(2026, 11, 25))
+    assert str(err.value) == (
+        "schedule '0 0 30 2 *' never fires (no such date); fix the cron expression"
+    )
+    with pytest.raises(ConfigError):
+        next_slot("0 0 30 2 *", BERLIN, utc(2026, 11, 25))
 
 
 def test_naive_now_is_refused() -> None:

@@ -139,7 +139,9 @@ def _build(report: Report, limit: int, clip: int) -> Node:
                     for n in (text(f"{label}: ", strong=True), text(f"{plain(value, 200)}  "))])
     )  # fmt: skip
     out.append(
-        paragraph(text(f"{t('health')}: ", strong=True), text(common.health_heading(report), strong=True))
+        paragraph(
+            text(f"{t('health')}: ", strong=True), text(common.health_heading(report), strong=True)
+        )
     )
     out.append(bullet_list(plain(r, 500) for r in report.health.reasons[: max(limit, 3)]))
     out.append(heading(3, t("progress")))
@@ -173,14 +175,27 @@ def _build(report: Report, limit: int, clip: int) -> Node:
     if ms:
         out.append(
             table(
-                [t(k) for k in ("col_milestone", "col_due", "col_percent", "col_forecast", "col_state")],
                 [
-                    [paragraph(text(plain(m.name, clip), href=m.url)),
-                     i18n.fmt_date(lang, m.due_date), i18n.fmt_percent(m.percent_done),
-                     i18n.fmt_date(lang, m.forecast), t("state_" + m.state)]
+                    t(k)
+                    for k in (
+                        "col_milestone",
+                        "col_due",
+                        "col_percent",
+                        "col_forecast",
+                        "col_state",
+                    )
+                ],
+                [
+                    [
+                        paragraph(text(plain(m.name, clip), href=m.url)),
+                        i18n.fmt_date(lang, m.due_date),
+                        i18n.fmt_percent(m.percent_done),
+                        i18n.fmt_date(lang, m.forecast),
+                        t("state_" + m.state),
+                    ]
                     for m in ms
                 ],
-            )  # fmt: skip
+            )
         )
     elif not report.milestones:
         out.append(paragraph(t("none")))
@@ -216,11 +231,14 @@ def _change_table(
             table(
                 [i18n.t(lang, k) for k in ("col_change", "col_key", "col_title", "col_status")],
                 [
-                    [i18n.t(lang, word), *_cells(i, (common.KEY, common.TITLE), lang, clip),
-                     plain(i.status, 80)]
+                    [
+                        i18n.t(lang, word),
+                        *_cells(i, (common.KEY, common.TITLE), lang, clip),
+                        plain(i.status, 80),
+                    ]
                     for word, i in shown
                 ],
-            )  # fmt: skip
+            )
         )
     out.append(_more(report, len(rows) - len(shown)))
     return out
@@ -236,8 +254,10 @@ def _closing(report: Report, limit: int, clip: int) -> list[Node | None]:
 
     out: list[Node | None] = [heading(3, t("closing"))]
     out.append(
-        table(["-", t("closing_planned"), t("closing_actual")],
-              [list(r) for r in common.closing_table(report)])  # fmt: skip
+        table(
+            ["-", t("closing_planned"), t("closing_actual")],
+            [list(r) for r in common.closing_table(report)],
+        )
     )
     slip = common.slip_text(report)
     if slip:
@@ -248,9 +268,11 @@ def _closing(report: Report, limit: int, clip: int) -> list[Node | None]:
         out.append(
             table(
                 [t("col_day"), t("col_score"), t("col_comment")],
-                [[i18n.fmt_date(lang, f.day), str(f.score), plain(f.comment, clip * 2)]
-                 for f in entries],
-            )  # fmt: skip
+                [
+                    [i18n.fmt_date(lang, f.day), str(f.score), plain(f.comment, clip * 2)]
+                    for f in entries
+                ],
+            )
         )
     if c.lessons_learned:
         out.append(heading(4, t("lessons")))

@@ -87,7 +87,9 @@ def _svg(fig: Any, prefix: str) -> str:
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
     text = _ID.sub(lambda m: m.group(0) + f"{prefix}-", text)
     # Let CSS size the chart to the page width, keeping the aspect ratio of the viewBox.
-    text = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 width="100%"', text, 1)
+    text = re.sub(
+        r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 width="100%"', text, count=1
+    )
     return text.strip()
 
 

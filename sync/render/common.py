@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
 from sync import i18n
 from sync.report import ItemRef, Report
 
@@ -85,18 +86,24 @@ def sections(report: Report) -> list[Section]:
     """Return the item lists in reading order (empty ones included: "None." is news too)."""
     return [
         Section("completed", "completed", report.completed, (KEY, TITLE, COMPLETED, ASSIGNEE)),
-        Section("in-progress", "in_progress", report.in_progress, (KEY, TITLE, STATUS, ASSIGNEE, DUE)),
+        Section(
+            "in-progress", "in_progress", report.in_progress, (KEY, TITLE, STATUS, ASSIGNEE, DUE)
+        ),
         Section("upcoming", "upcoming", report.upcoming, (KEY, TITLE, DUE, STATUS, ASSIGNEE)),
         Section("overdue", "overdue", report.overdue, (KEY, TITLE, DUE, DAYS_OVERDUE, STATUS)),
         Section("blocked", "blocked", report.blocked, (KEY, TITLE, DAYS_BLOCKED, STATUS, ASSIGNEE)),
         Section(
-            "client-input", "needs_client_input", report.needs_client_input,
+            "client-input",
+            "needs_client_input",
+            report.needs_client_input,
             (KEY, TITLE, STATUS, DUE),
-        ),  # fmt: skip
+        ),
         Section(
-            "change-requests", "change_requests", report.change_requests,
+            "change-requests",
+            "change_requests",
+            report.change_requests,
             (KEY, TITLE, STATUS, ESTIMATE),
-        ),  # fmt: skip
+        ),
     ]
 
 
@@ -129,26 +136,36 @@ def progress_lines(report: Report) -> list[str]:
     p = report.progress
     lines = [
         i18n.t(
-            lang, "progress_line", done=p.done, live=p.total - p.cancelled,
-            percent=i18n.fmt_percent(p.percent_done), in_progress=p.in_progress, todo=p.todo,
+            lang,
+            "progress_line",
+            done=p.done,
+            live=p.total - p.cancelled,
+            percent=i18n.fmt_percent(p.percent_done),
+            in_progress=p.in_progress,
+            todo=p.todo,
             cancelled=p.cancelled,
-        )  # fmt: skip
+        )
     ]
     if p.estimate_total:
         lines.append(
             i18n.t(
-                lang, "progress_estimate", done=i18n.fmt_number(p.estimate_done),
+                lang,
+                "progress_estimate",
+                done=i18n.fmt_number(p.estimate_done),
                 total=i18n.fmt_number(p.estimate_total),
                 percent=i18n.fmt_percent(p.percent_done_by_estimate),
-            )  # fmt: skip
+            )
         )
     if p.delta is not None:
         lines.append(
             i18n.t(
-                lang, "progress_delta", since=i18n.fmt_date(lang, p.delta.since),
-                done=i18n.fmt_signed(p.delta.done), total=i18n.fmt_signed(p.delta.total),
+                lang,
+                "progress_delta",
+                since=i18n.fmt_date(lang, p.delta.since),
+                done=i18n.fmt_signed(p.delta.done),
+                total=i18n.fmt_signed(p.delta.total),
                 percent=i18n.fmt_signed(p.delta.percent_done),
-            )  # fmt: skip
+            )
         )
     return lines
 
@@ -162,17 +179,25 @@ def forecast_lines(report: Report) -> list[str]:
     else:
         lines = [
             i18n.t(
-                lang, "forecast_line", rate=i18n.fmt_number(f.throughput_per_day),
-                start=d(lang, f.window_start), end=d(lang, f.window_end), remaining=f.remaining,
-                p50=d(lang, f.p50), p85=d(lang, f.p85), p95=d(lang, f.p95),
-            )  # fmt: skip
+                lang,
+                "forecast_line",
+                rate=i18n.fmt_number(f.throughput_per_day),
+                start=d(lang, f.window_start),
+                end=d(lang, f.window_end),
+                remaining=f.remaining,
+                p50=d(lang, f.p50),
+                p85=d(lang, f.p85),
+                p95=d(lang, f.p95),
+            )
         ]
     if f.target_date is not None and f.probability_by_target is not None:
         lines.append(
             i18n.t(
-                lang, "forecast_target", target=d(lang, f.target_date),
+                lang,
+                "forecast_target",
+                target=d(lang, f.target_date),
                 probability=i18n.fmt_percent(round(100 * f.probability_by_target, 1)),
-            )  # fmt: skip
+            )
         )
     return lines
 
@@ -208,23 +233,29 @@ def closing_lines(report: Report) -> list[str]:
     lang = report.language
     lines = [i18n.t(lang, "closing_outcome", done=c.done, cancelled=c.cancelled, open=c.open)]
     if c.throughput_per_week is not None:
-        lines.append(i18n.t(lang, "closing_throughput", rate=i18n.fmt_number(c.throughput_per_week)))
+        lines.append(
+            i18n.t(lang, "closing_throughput", rate=i18n.fmt_number(c.throughput_per_week))
+        )
     ct = c.cycle_time
     if ct.count:
         lines.append(
             i18n.t(
-                lang, "closing_cycle", count=ct.count,
+                lang,
+                "closing_cycle",
+                count=ct.count,
                 p50=i18n.fmt_days(lang, round(ct.p50_days or 0)),
                 p85=i18n.fmt_days(lang, round(ct.p85_days or 0)),
                 mean=i18n.fmt_days(lang, round(ct.mean_days or 0)),
-            )  # fmt: skip
+            )
         )
     if c.feedback.count:
         lines.append(
             i18n.t(
-                lang, "closing_feedback", count=c.feedback.count,
+                lang,
+                "closing_feedback",
+                count=c.feedback.count,
                 average=i18n.fmt_number(c.feedback.average),
-            )  # fmt: skip
+            )
         )
     else:
         lines.append(i18n.t(lang, "closing_no_feedback"))

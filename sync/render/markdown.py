@@ -120,10 +120,16 @@ def to_markdown(report: Report, *, limit: int | None = None) -> str:
     out += _change_table(report, common.change_rows(report), limit)
     feedback = report.changes_since_last_report.feedback
     if feedback:
-        out += [""] + _table(
-            [t("col_day"), t("col_score"), t("col_comment")],
-            [[md(i18n.fmt_date(lang, f.day)), str(f.score), md(f.comment, 500)] for f in feedback],
-        )
+        out += [
+            "",
+            *_table(
+                [t("col_day"), t("col_score"), t("col_comment")],
+                [
+                    [md(i18n.fmt_date(lang, f.day)), str(f.score), md(f.comment, 500)]
+                    for f in feedback
+                ],
+            ),
+        ]
 
     for section in common.sections(report):
         out += _items(report, section, limit)
@@ -181,11 +187,11 @@ def _closing(report: Report) -> list[str]:
         out += ["", f"**{t('closing_slip')}:** {md(slip)}"]
     out += [""] + [md(line) for line in common.closing_lines(report)]
     if c.feedback.entries:
-        out += [""] + _table(
+        out += ["", *_table(
             [t("col_day"), t("col_score"), t("col_comment")],
             [[md(i18n.fmt_date(lang, f.day)), str(f.score), md(f.comment, 500)]
              for f in c.feedback.entries],
-        )  # fmt: skip
+        )]  # fmt: skip
     if c.lessons_learned:
         # The project manager's own Markdown file: included as written.
         out += ["", f"### {t('lessons')}", "", c.lessons_learned]
