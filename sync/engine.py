@@ -200,6 +200,7 @@ def sync_source(
         result.requests,
         result.seconds,
         f": {result.error}" if result.error else "",
+        extra={"event": "source", **{f"sync_{k}": v for k, v in result.as_dict().items()}},
     )
     return result
 

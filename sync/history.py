@@ -69,14 +69,6 @@ class ItemRow:
         return self.kind.lower() == "epic"
 
 
-def _dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-def _d(value: str | None) -> date | None:
-    return None if value is None else date.fromisoformat(value)
-
-
 _ITEM_SQL = (
     "SELECT source, id, key, url, title, kind, status, category, assignee, labels, parent_id,"
     " milestone_id, start_date, due_date, created_at, updated_at, completed_at, estimate,"
@@ -101,15 +93,14 @@ def load_items(store: Store, sources: Sequence[str], *, deleted: bool = False) -
     # One loop with the parsing inlined: at 100k rows every function call shows.
     for (src, id_, key, url, title, kind, status, cat, assignee, labels, parent, milestone,
          start, due, created, updated, completed, estimate, blocked, gone) in cur:  # fmt: skip
-        rows.append(
-            ItemRow(
-                src, id_, key, url, title, kind, status, cats[cat], assignee,
-                loads(labels) if labels != "[]" else [], parent, milestone,
-                start and day(start), due and day(due), created and moment(created),
-                updated and moment(updated), completed and moment(completed), estimate,
-                bool(blocked), gone and moment(gone),
-            )  # fmt: skip
-        )
+        row = ItemRow(
+            src, id_, key, url, title, kind, status, cats[cat], assignee,
+            loads(labels) if labels != "[]" else [], parent, milestone,
+            start and day(start), due and day(due), created and moment(created),
+            updated and moment(updated), completed and moment(completed), estimate,
+            bool(blocked), gone and moment(gone),
+        )  # fmt: skip
+        rows.append(row)
     return rows
 
 
