@@ -42,7 +42,7 @@ import requests
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TOKEN_ENV = "PMSYNC_BENCH_TOKEN"  # noqa: S105 (a variable name, not a secret)
+TOKEN_ENV = "PMSYNC_BENCH_TOKEN"
 PROJECT = "acme"
 SOURCE = "bench"
 
@@ -316,7 +316,9 @@ def bench_one(
             log = server.get("log", start=fulls[-1]["log_start"])[: fulls[-1]["requests"]]
             replay = work / f"{tool}-{n}-replay.json"
             replay.write_text(json.dumps(log))
-            ceilings.append(step("ceiling", server, work / f"{tool}-{n}-ceiling{r}.db", replay=replay))
+            ceilings.append(
+                step("ceiling", server, work / f"{tool}-{n}-ceiling{r}.db", replay=replay)
+            )
         best = min(range(repeat), key=lambda i: fulls[i]["seconds"])
         out["full"] = fulls[best]
         out["full_db_mb"] = round(os.path.getsize(work / f"{tool}-{n}-full{best}.db") / 2**20, 1)
@@ -380,7 +382,16 @@ def rows(result: dict[str, Any]) -> Iterator[list[str]]:
         return f"{1000 * requests / n:.1f}"
 
     def line(what: str, s: dict[str, Any], rate: str, vs: str, reqs: str) -> list[str]:
-        return [tool, f"{n:,}", what, f"{s['seconds']:.2f}", rate, vs, reqs, f"{s['peak_rss_mb']:.0f}"]
+        return [
+            tool,
+            f"{n:,}",
+            what,
+            f"{s['seconds']:.2f}",
+            rate,
+            vs,
+            reqs,
+            f"{s['peak_rss_mb']:.0f}",
+        ]
 
     yield line(
         "full sync",
@@ -408,9 +419,7 @@ def rows(result: dict[str, Any]) -> Iterator[list[str]]:
     )
     for fmt, label in (("json", "report JSON"), ("html", "report HTML + charts")):
         rep = result[f"report_{fmt}"]
-        yield line(
-            f"{label} (build {rep['build_seconds']:.2f} s)", rep, "", "", "0"
-        )
+        yield line(f"{label} (build {rep['build_seconds']:.2f} s)", rep, "", "", "0")
 
 
 def table(results: list[dict[str, Any]]) -> str:

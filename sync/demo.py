@@ -2,7 +2,7 @@
 
 The bundled export (`sync/demo/acme.csv`, made by scripts/make_demo_data.py) is dated as if
 today were 2026-11-27; the demo copies it with every date shifted by whole days so that the
-project is live today, then syncs it into a fresh store and writes the reports.
+project is live today, then syncs it into a fresh store and writes report.html and report.md.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from pathlib import Path
 
 from config.loader import load_config
 from sync.engine import SourceResult, run_lock, run_sync
+from sync.render import to_html, to_markdown
+from sync.report import build_report
 from sync.store import Store
 
 DATA = Path(__file__).with_name("demo") / "acme.csv"
@@ -96,9 +98,17 @@ def run_demo(workdir: Path, *, today: date | None = None) -> DemoOutcome:
         store = Store.open(db)
         try:
             results = run_sync(config, store)
+            report = build_report(store, config, "acme")
         finally:
             store.close()
     outcome = DemoOutcome(workdir, results)
-    outcome.lines.append(f"demo config: {config_path}")
-    outcome.lines.append(f"store: {db}")
+    html_path, md_path = workdir / "report.html", workdir / "report.md"
+    html_path.write_text(to_html(report), encoding="utf-8")
+    md_path.write_text(to_markdown(report), encoding="utf-8")
+    outcome.lines += [
+        f"health: {report.health.status} ({report.progress.percent_done}% done)",
+        f"wrote {html_path}",
+        f"wrote {md_path}",
+        f"config: {config_path} (try: pmsync --config {config_path} report acme --format md)",
+    ]
     return outcome

@@ -5,6 +5,11 @@ a `Report`. The report shows the project as it stood at the end of the period: e
 category then comes from its timeline (`sync.history`). Its JSON (`model_dump(mode="json")`)
 is the machine contract; the renderers in `sync.render` only format it.
 
+"Changes since the last report" compare with the end of the latest *published* period of
+the project that ends before this one (the `publications` table), else with the end of the
+previous period: the state then is rebuilt from the same timelines, so both sides are
+counted by the same rule.
+
 Health rules (each applied rule writes one line into `health.reasons`; the worst status
 wins, and `complete` when every item not cancelled is done):
 
@@ -823,22 +828,26 @@ class _Builder:
     def _changes(self) -> tuple[Changes, dict[str, float]]:
         since, basis = self._since()
         ts = day_start(since + timedelta(days=1), self.zone)
-        then = _states(self.items, ts - _EPS)
-        tally_then = _tally(then.values())
+        at = ts - _EPS
+        # Every item that existed then exists at the period's end: one pass over those.
+        counted: list[_Present] = []
         completed, added, reopened, cancelled = [], [], [], []
         for p in self.present:
-            before = then.get(id(p.item))
+            before = state_at(p.item.timeline, at)
             if before is None:
                 added.append(p)
                 if p.cat is DONE:
                     completed.append(p)
                 continue
-            if p.cat is DONE and before.cat is not DONE:
+            was = before[0]
+            counted.append(_Present(p.item, was, before[1], before[2]))
+            if p.cat is DONE and was is not DONE:
                 completed.append(p)
-            elif p.cat in OPEN and before.cat is DONE:
+            elif p.cat in OPEN and was is DONE:
                 reopened.append(p)
-            elif p.cat is CANCELLED and before.cat is not CANCELLED:
+            elif p.cat is CANCELLED and was is not CANCELLED:
                 cancelled.append(p)
+        tally_then = _tally(counted)
         removed = [
             _Present(g, *s)  # type: ignore[misc]
             for g in self.gone

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+import connectors.jira as jira_module
 from sync.store import Store
 from tests.fakes.github import STATUSES, FakeGitHub, make_board
 from tests.fakes.jira import FakeJira
@@ -206,26 +207,30 @@ def test_changelog_failure_after_search_keeps_the_store(jira: FakeJira) -> None:
     case.assert_untouched_then_recovers()
 
 
-def test_failure_after_committed_pages_loses_nothing() -> None:
-    """1,250 changed issues: pages are committed as they come; a failure later keeps them,
-    every row is either as before or as the reference, and the next run catches up."""
-    with FakeJira(jira_issues(1300), token=JIRA_TOKEN) as jira:
+def test_failure_after_committed_pages_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages are committed as they come; a failure later keeps them, every row is either as
+    before or as the reference, the watermark covers only what is committed, and the next
+    run catches up."""
+    # The connector hands over issues in batches of BULK_ISSUES (1,000) after fetching their
+    # changelogs; batches of 100 let 300 issues show commits before the failure.
+    monkeypatch.setattr(jira_module, "BULK_ISSUES", 100)
+    with FakeJira(jira_issues(320), token=JIRA_TOKEN) as jira:
         ref, store = Store.memory(), Store.memory()
         assert sync(ref, jira_connector(jira), full=True).ok
         ref.conn.backup(store.conn)
         before = {r["id"]: r for r in store_state(store, "acme")["items"]}
-        change_some(jira, updated=1250, added=0)
+        change_some(jira, updated=280, added=0)
         assert sync(ref, jira_connector(jira)).ok
         after = {r["id"]: r for r in store_state(ref, "acme")["items"]}
-        # From the 13th search page on (the first 1,000 issues are committed by then) Jira fails.
-        jira.at_search(12, lambda: jira.faults.add("status", path=SEARCH, status=503, times=50))
+        # From the 3rd search page on Jira fails: the first 200 issues are committed by then.
+        jira.at_search(2, lambda: jira.faults.add("status", path=SEARCH, status=503, times=50))
         connector = jira_connector(jira)
         connector.http.max_attempts = 2
         result = sync(store, connector)
         assert_one_line_error(result, "HTTP 503")
-        assert result.seen == 1000 and result.changed == 1000
+        assert (result.seen, result.changed) == (200, 200)
         rows = {r["id"]: r for r in store_state(store, "acme")["items"]}
-        assert sum(rows[i] == after[i] != before[i] for i in rows) == 1000
+        assert sum(rows[i] == after[i] != before[i] for i in rows) == 200
         assert all(rows[i] in (before[i], after[i]) for i in rows)
         watermark = store.cursor("acme")["watermark"]
         newest = max(
@@ -292,7 +297,16 @@ def _github_case(board: FakeGitHub) -> tuple[Store, Store, dict[str, Any]]:
         lambda b: b.faults.add("truncate", path="graphql", times=2),
         lambda b: b.faults.add("stall", path="graphql", seconds=0.6, times=1),
     ],
-    ids=["rate-limited-200", "secondary-403", "secondary-429", "502", "503", "reset", "cut", "stall"],
+    ids=[
+        "rate-limited-200",
+        "secondary-403",
+        "secondary-429",
+        "502",
+        "503",
+        "reset",
+        "cut",
+        "stall",
+    ],
 )
 def test_github_transient_fault_completes_correctly(board: FakeGitHub, inject: Any) -> None:
     ref, store, _ = _github_case(board)
@@ -308,7 +322,10 @@ def test_github_transient_fault_completes_correctly(board: FakeGitHub, inject: A
 @pytest.mark.parametrize(
     ("inject", "needles"),
     [
-        (lambda b: b.rate_limit_graphql(times=50, reset_in=7200), ["rate limit", "try again later"]),
+        (
+            lambda b: b.rate_limit_graphql(times=50, reset_in=7200),
+            ["rate limit", "try again later"],
+        ),
         pytest.param(
             lambda b: b.secondary_limit(times=50),
             ["rate limit", "try again later"],
@@ -326,7 +343,14 @@ def test_github_transient_fault_completes_correctly(board: FakeGitHub, inject: A
             ["timed out"],
         ),
     ],
-    ids=["rate-limited-for-hours", "secondary-storm", "503-burst", "reset", "invalid-json", "stall"],
+    ids=[
+        "rate-limited-for-hours",
+        "secondary-storm",
+        "503-burst",
+        "reset",
+        "invalid-json",
+        "stall",
+    ],
 )
 def test_github_lasting_fault_fails_in_one_line_and_keeps_the_store(
     board: FakeGitHub, inject: Any, needles: list[str]

@@ -18,12 +18,12 @@ from sync.engine import SourceResult, sync_source
 from sync.store import Store
 from tests.conftest import store_rows
 from tests.fakes.github import FakeGitHub
-from tests.fakes.jira import FakeJira, FakeIssue, make_issues
+from tests.fakes.jira import FakeIssue, FakeJira, make_issues
 
 # Fixed dates keep generated data identical between the fakes a test compares.
 END_MS = int(datetime(2026, 11, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
-JIRA_TOKEN = "jira-reliability-token-0001"  # noqa: S105 (a fake's token)
-GITHUB_TOKEN = "ghp_reliability_token_0001"  # noqa: S105
+JIRA_TOKEN = "jira-reliability-token-0001"
+GITHUB_TOKEN = "ghp_reliability_token_0001"
 
 
 def jira_issues(n: int, seed: int = 3) -> list[FakeIssue]:

@@ -10,6 +10,7 @@ import pytest
 
 from config.schema import Config, ProjectSettings
 from connectors.base import SourceSettings
+from sync import scope
 from sync.errors import ConfigError
 from sync.model import Milestone, StatusCategory, Transition, WorkItem
 from sync.report import Report, build_report, parse_period
@@ -144,6 +145,12 @@ def test_lists_follow_the_counting_rule() -> None:
     assert keys(report.needs_client_input) == ["A-6"]
     assert keys(report.change_requests) == ["A-7", "A-8"]
     assert report.change_requests[0].status == "Won't do"
+    # The builder's inlined rules agree with sync.scope's reference functions.
+    proj = project()
+    live = {i.key: i for i in counting_store().items(["src"]) if scope.in_scope(i, proj, "client")}
+    assert sorted(k for k, i in live.items() if scope.is_change_request(i, proj)) == ["A-7", "A-8"]
+    assert sorted(k for k, i in live.items() if scope.needs_client_input(i, proj)) == ["A-6"]
+    assert sorted(k for k, i in live.items() if scope.is_blocked(i, proj)) == ["A-11", "A-5"]
     for name in ("completed", "in_progress", "upcoming", "overdue", "blocked",
                  "needs_client_input", "change_requests"):  # fmt: skip
         refs = getattr(report, name)

@@ -224,15 +224,19 @@ def dc_sprint_string(s: dict[str, Any]) -> str:
 
 
 def _status_item(old: str | None, new: str) -> dict[str, Any]:
-    return {"field": "status", "fieldtype": "jira", "fieldId": "status",
-            "from": old, "fromString": old and STATUSES[old][0],
+    item = {"field": "status", "fieldtype": "jira", "fieldId": "status",
             "to": new, "toString": STATUSES[new][0]}  # fmt: skip
+    if old is not None:
+        item.update({"from": old, "fromString": STATUSES[old][0]})
+    return item
 
 
 def _resolution_item(name: str | None) -> dict[str, Any]:
-    return {"field": "resolution", "fieldtype": "jira", "fieldId": "resolution",
-            "from": None, "fromString": None,
-            "to": name and RESOLUTIONS[name], "toString": name}  # fmt: skip
+    # An empty side is left out (ChangeDetails declares plain strings, not nullable ones).
+    item = {"field": "resolution", "fieldtype": "jira", "fieldId": "resolution"}
+    if name is not None:
+        item.update({"to": RESOLUTIONS[name], "toString": name})
+    return item
 
 
 def make_issues(
