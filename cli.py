@@ -522,7 +522,7 @@ def run(app: App, no_sync: bool, as_json: bool, quiet: bool) -> None:
 
     Exit codes: 0 ok, 1 a source or target failed, 75 another run holds the lock.
 
-    Example (crontab): */10 * * * * cd /srv/pmsync && pmsync run --quiet
+    Example: */10 * * * * cd /srv/pmsync && pmsync run --quiet   (a crontab line)
     """
     from sync.engine import run_lock
     from sync.errors import EXIT_LOCKED, LockedError

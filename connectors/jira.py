@@ -11,11 +11,12 @@ Reading
   push an unread issue behind the cursor), the re-read is the tell: the run then lists
   the ids the query matches (id-only pages of 5,000) and fetches any it missed.
 - Data Center searches `/rest/api/2/search` with `startAt`, `ORDER BY updated DESC, key
-  DESC`: an issue updated mid-run jumps to the front (already passed) and is picked up by
-  the next run, so offsets only shift forward (re-reads, never skips). When `total` drops
-  (an issue deleted or moved out of the query), paging steps back by as much. Deep pages are
-  re-anchored with an `updated <=` bound every 9,000 issues (OpenSearch-backed DC refuses
-  results past 10,000). Not ordered: the engine moves the watermark at the end of the run.
+  DESC`: an issue updated mid-run jumps to the front (already passed), so offsets only
+  shift forward (re-reads, never skips), and a last page `updated >=` the newest issue seen
+  reads those jumpers. When `total` drops (an issue deleted or moved out of the query),
+  paging steps back by as much. Deep pages are re-anchored with an `updated <=` bound every
+  9,000 issues (OpenSearch-backed DC refuses results past 10,000). Not ordered: the engine
+  moves the watermark at the end of the run.
 - The incremental bound has no timezone trap (§6, §10.1): an epoch-millisecond literal by
   default, or (`since_format = "user-timezone"`) the wall time in the API user's own
   timezone read from `/myself` on every run, minute-floored, DST-safe.
@@ -201,7 +202,11 @@ class JiraTarget(BaseModel):
 
 
 class JiraHttp(HttpClient):
-    """HttpClient that remembers why Jira rate limited us (§7: `RateLimit-Reason`)."""
+    """HttpClient that remembers why Jira rate limited us (§7: `RateLimit-Reason`).
+
+    The waits themselves are HttpClient's: `Retry-After` (seconds, also on 503), else
+    `X-RateLimit-Reset`, which Jira sends as an ISO timestamp.
+    """
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
@@ -214,10 +219,6 @@ class JiraHttp(HttpClient):
                 response.headers.get("RateLimit-Reason") or f"HTTP {response.status_code}"
             ] += 1
         return retry
-
-    def retry_delay(self, response: requests.Response) -> float | None:
-        # Retry-After (seconds) first, then X-RateLimit-Reset (an ISO timestamp on Jira, §7).
-        return super().retry_delay(response)
 
 
 # -- small helpers ------------------------------------------------------------------------
@@ -261,6 +262,13 @@ def parse_time(value: Any) -> datetime | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC)
+
+
+def _number_or_zero(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _text(value: Any) -> str | None:
@@ -726,18 +734,18 @@ class JiraConnector(Connector):
         except SourceError as exc:
             # §6: the epoch literal is used widely but not documented; if this Jira refuses
             # it, fall back to the user's own timezone (and remember that).
-            if not (
-                first
-                and "HTTP 400" in str(exc)
-                and (self.state.get("bound") or self.settings.since_format) == "epoch"
-            ):
+            if not (first and "HTTP 400" in str(exc) and self._bound_mode() == "epoch"):
                 raise
+            jql = f"{base} AND updated >= {local_bound(since, self._user_zone())}"
+            pages = self._cloud_search(f"{jql} ORDER BY updated ASC, key ASC", fields)
+            head = next(pages, None)  # a 400 here too: the JQL itself is wrong; raise that
             self.state["bound"] = "user-timezone"
             self.notes.append(
                 "Jira refused an epoch-millisecond date in JQL; using the user's timezone instead"
             )
-            jql = f"{base} AND updated >= {self._bound(since)} ORDER BY updated ASC, key ASC"
-            yield from self._cloud_search(jql, fields)
+            if head is not None:
+                yield head
+                yield from pages
 
     def _cloud_search(
         self, jql: str, fields: list[str], size: int = PAGE
@@ -1175,7 +1183,11 @@ class JiraConnector(Connector):
         if not sprints:
             return None
         rank = {"active": 0, "future": 1, "closed": 2}
-        best = min(sprints, key=lambda s: (rank.get(str(s.get("state")).lower(), 3), -int(s["id"])))
+        # The active sprint, else the next future one, else the last closed one.
+        best = min(
+            sprints,
+            key=lambda s: (rank.get(str(s.get("state")).lower(), 3), -_number_or_zero(s["id"])),
+        )
         return f"sprint:{best['id']}"
 
     # -- milestones -----------------------------------------------------------------------
@@ -1327,7 +1339,7 @@ class JiraConnector(Connector):
         options = self._target(target)
         text = self.render(target, report)
         body: Any = json.loads(text) if self.flavor == CLOUD else text
-        digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+        digest = _report_digest(report, text)
         slot = f"{report.project.id}/{report.period_id}"
         issue = options.issue
         try:
@@ -1392,7 +1404,9 @@ class JiraConnector(Connector):
             publish=True,
             params={"orderBy": "-created", "maxResults": 100},
         )
-        ids = [c["id"] for c in (page or {}).get("comments") or () if c.get("id")]
+        ids = [
+            str(c["id"]) for c in (page or {}).get("comments") or () if str(c.get("id")).isdigit()
+        ]
         if not ids:
             return None
         found = self._send(
@@ -1470,6 +1484,16 @@ class JiraConnector(Connector):
 
 
 # -- fitting a report into one comment (§8, §10.11) ----------------------------------------
+
+
+def _report_digest(report: Report, text: str) -> str:
+    """What the mirror remembers of a published report: its content without run times."""
+    data = report.model_dump(mode="json")
+    data.pop("generated_at", None)
+    for source in data.get("sources") or ():
+        source.pop("last_synced_at", None)
+    blob = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str) + str(len(text))
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 def fit_adf(report: Report, limit: int = COMMENT_LIMIT) -> dict[str, Any]:

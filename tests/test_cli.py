@@ -439,7 +439,10 @@ def test_demo_runs_the_pipeline(tmp_path: Path) -> None:
     )
     assert (tmp_path / "demo" / "pmsync.toml").exists()
     assert (tmp_path / "demo" / "pmsync.db").exists()
-    assert f"demo config: {tmp_path / 'demo' / 'pmsync.toml'}" in result.stdout
+    assert (tmp_path / "demo" / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert (tmp_path / "demo" / "report.md").read_text().startswith("# Status report: ")
+    assert f"wrote {tmp_path / 'demo' / 'report.html'}" in result.stdout
+    assert f"wrote {tmp_path / 'demo' / 'report.md'}" in result.stdout
 
 
 # -- help texts and README --------------------------------------------------------------------
