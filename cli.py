@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ import click
 from config.loader import EXAMPLE, default_config_path, load_config
 from config.schema import Config
 from sync.errors import EXIT_FAILED, EXIT_OK, ConfigError, PmsyncError
-from sync.store import Store
+from sync.store import Store, store_failure
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("pmsync")
@@ -61,10 +62,13 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except PmsyncError as exc:
+        except (PmsyncError, sqlite3.DatabaseError) as exc:
             app = click.get_current_context().find_object(App)
             if app is not None and app.verbose:
                 log.exception("error")
+            if isinstance(exc, sqlite3.DatabaseError):  # reading a damaged store
+                store = app._store if app is not None else None
+                exc = store_failure(store.path if store is not None else None, exc)
             for line in str(exc).splitlines():
                 click.echo(f"error: {line}", err=True)
             sys.exit(exc.exit_code)

@@ -44,8 +44,10 @@ import hashlib
 import json
 import logging
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -205,12 +207,19 @@ class JiraHttp(HttpClient):
     """HttpClient that remembers why Jira rate limited us (§7: `RateLimit-Reason`).
 
     The waits themselves are HttpClient's: `Retry-After` (seconds, also on 503), else
-    `X-RateLimit-Reset`, which Jira sends as an ISO timestamp.
+    `X-RateLimit-Reset`, which Jira sends as an ISO timestamp. Requests are serialised by a
+    lock, so the page prefetch thread and the main thread never overlap (one request at a
+    time, as §7 recommends, and HttpClient's counters stay exact).
     """
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.limit_reasons: Counter[str] = Counter()
+        self._lock = threading.RLock()
+
+    def request(self, method: str, path: str, **kw: Any) -> requests.Response:
+        with self._lock:
+            return super().request(method, path, **kw)
 
     def should_retry(self, response: requests.Response) -> bool:
         retry = super().should_retry(response)
@@ -309,52 +318,17 @@ def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield values[start : start + size]
 
 
-def _named(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {"id": value.get("id"), "name": value.get("name")}
-    return value
-
-
-def _status(value: Any) -> Any:
-    if isinstance(value, dict):
-        category = value.get("statusCategory")
-        return {
-            "id": value.get("id"),
-            "name": value.get("name"),
-            "statusCategory": {"key": category.get("key") if isinstance(category, dict) else None},
-        }
-    return value
-
-
-def _issuetype(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: value[k] for k in ("id", "name", "hierarchyLevel", "subtask") if k in value}
-    return value
-
-
-def _user(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: value[k] for k in ("accountId", "name", "key", "displayName") if k in value}
-    return value
-
-
-def _parent_ref(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {"id": value.get("id"), "key": value.get("key")}
-    return value
-
-
 _VERSION_KEYS = ("id", "name", "releaseDate", "startDate", "released", "archived")
 _SPRINT_KEYS = ("id", "name", "state", "boardId", "startDate", "endDate", "completeDate")
 
 
 def _objects(value: Any) -> Any:
     """Version, sprint and option lists: their values without URLs."""
-    if not isinstance(value, list):
+    if value.__class__ is not list or not value or value[0].__class__ is not dict:
         return value
     out = []
     for v in value:
-        if isinstance(v, dict):
+        if v.__class__ is dict:
             keys = (
                 _SPRINT_KEYS
                 if "state" in v
@@ -367,33 +341,44 @@ def _objects(value: Any) -> Any:
     return out
 
 
-_SLIM = {
-    "status": _status,
-    "issuetype": _issuetype,
-    "priority": _named,
-    "resolution": _named,
-    "assignee": _user,
-    "parent": _parent_ref,
-    "fixVersions": _objects,
-}
-
-
-def slim_fields(f: dict[str, Any]) -> dict[str, Any]:
+def slim_fields(f: dict[str, Any], lists: Iterable[str] = ("fixVersions",)) -> dict[str, Any]:
     """The issue's fields as stored in `WorkItem.raw`: every field read, trimmed to its values.
 
     Jira's nested objects carry URLs, icons and avatars; the store keeps what pmsync derives
     items from (ids, names, keys, dates, category keys), so re-deriving needs no request and
-    the raw JSON written for every item stays small.
+    the raw JSON written for every item stays small. `lists` names the fields holding lists
+    of objects (fix versions, sprints, Flagged options). Written for speed: it runs per item.
     """
-    out: dict[str, Any] = {}
-    for name, value in f.items():
-        cut = _SLIM.get(name)
-        if cut is not None:
-            out[name] = cut(value)
-        elif value.__class__ is list and value and value[0].__class__ is dict:
-            out[name] = _objects(value)  # sprint and option (Flagged) custom fields
-        else:
-            out[name] = value
+    out = dict(f)
+    v = f.get("status")
+    if v.__class__ is dict:
+        c = v.get("statusCategory")
+        out["status"] = {
+            "id": v.get("id"),
+            "name": v.get("name"),
+            "statusCategory": {"key": c.get("key") if c.__class__ is dict else None},
+        }
+    v = f.get("issuetype")
+    if v.__class__ is dict:
+        out["issuetype"] = {
+            "id": v.get("id"),
+            "name": v.get("name"),
+            "hierarchyLevel": v.get("hierarchyLevel"),
+        }
+    for name in ("priority", "resolution"):
+        v = f.get(name)
+        if v.__class__ is dict:
+            out[name] = {"id": v.get("id"), "name": v.get("name")}
+    v = f.get("assignee")
+    if v.__class__ is dict:
+        out["assignee"] = {k: v[k] for k in ("accountId", "name", "key", "displayName") if k in v}
+    v = f.get("parent")
+    if v.__class__ is dict:
+        out["parent"] = {"id": v.get("id"), "key": v.get("key")}
+    for name in lists:
+        v = f.get(name)
+        if v:
+            out[name] = _objects(v)
     return out
 
 
@@ -450,6 +435,8 @@ class JiraConnector(Connector):
         self._changed = 0
         self._moved = 0
         self._statuses_fetched = False
+        self._categories: dict[tuple[str | None, str | None], StatusCategory] = {}
+        self._object_lists: tuple[str, ...] = ("fixVersions",)
         self._epics_fetched = False
         self._project_keys: set[str] = set()
         self._browse: str | None = None
@@ -567,8 +554,10 @@ class JiraConnector(Connector):
         self._full = full
         self._changed = 0
         self._moved = 0
+        self._categories.clear()
         _ = self.flavor
         self._fields = self._field_ids(refresh=full)
+        self._object_lists = ("fixVersions", *self._fields["sprint"], *self._fields["flagged"])
 
     def _field_ids(self, refresh: bool) -> dict[str, list[str]]:
         overrides = {c: getattr(self.settings.fields, c) for c in CONCEPTS}
@@ -750,40 +739,55 @@ class JiraConnector(Connector):
     def _cloud_search(
         self, jql: str, fields: list[str], size: int = PAGE
     ) -> Iterator[dict[str, Any]]:
-        """Page through `search/jql` with nextPageToken (§2.1: no startAt, no total)."""
-        token: str | None = None
-        tokens: set[str] = set()
-        empty = 0
-        while True:
+        """Page through `search/jql` with nextPageToken (§2.1: no startAt, no total).
+
+        Pages are strictly sequential, but the next one is requested (on a helper thread) as
+        soon as its token is known, while the caller works through the current one.
+        """
+
+        def fetch(token: str | None) -> Any:
             body: dict[str, Any] = {"jql": jql, "maxResults": size, "fields": fields}
             if token:
                 body["nextPageToken"] = token
-            data = self._send(
-                "POST",
-                f"{self.rest}/search/jql",
-                what="the issue search",
-                json=body,
+            return self._send(
+                "POST", f"{self.rest}/search/jql", what="the issue search", json=body,
                 idempotent=True,
-            )
-            issues = data.get("issues") if isinstance(data, dict) else None
-            if not isinstance(issues, list):
-                raise SourceError(
-                    f"{self.name}: the issue search answered without an issue list; is `url` a Jira site?"
-                )
-            yield from issues
-            token = data.get("nextPageToken") or None
-            if not token or data.get("isLast") is True:
-                return
-            if token in tokens:
-                raise SourceError(
-                    f"{self.name}: Jira repeated a page token while searching; try again later"
-                )
-            tokens.add(token)
-            empty = empty + 1 if not issues else 0
-            if empty > 3:
-                raise SourceError(
-                    f"{self.name}: Jira kept sending empty search pages with a next-page token; try again later"
-                )
+            )  # fmt: skip
+
+        tokens: set[str] = set()
+        empty = 0
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-pages")
+        pending: Future[Any] = pool.submit(fetch, None)
+        try:
+            while True:
+                data = pending.result()
+                issues = data.get("issues") if isinstance(data, dict) else None
+                if not isinstance(issues, list):
+                    raise SourceError(
+                        f"{self.name}: the issue search answered without an issue list;"
+                        " is `url` a Jira site?"
+                    )
+                token = data.get("nextPageToken") or None
+                more = bool(token) and data.get("isLast") is not True
+                if more:
+                    if token in tokens:
+                        raise SourceError(
+                            f"{self.name}: Jira repeated a page token while searching; try again later"
+                        )
+                    tokens.add(token)
+                    empty = empty + 1 if not issues else 0
+                    if empty > 3:
+                        raise SourceError(
+                            f"{self.name}: Jira kept sending empty search pages with a next-page"
+                            " token; try again later"
+                        )
+                    pending = pool.submit(fetch, token)
+                yield from issues
+                if not more:
+                    return
+        finally:
+            pending.cancel()
+            pool.shutdown(wait=True)
 
     def _dc_search(
         self, jql: str, fields: list[str], *, expand: str | None, order: str, size: int = PAGE
@@ -986,6 +990,12 @@ class JiraConnector(Connector):
 
     def _status_category(self, sid: str | None, name: str | None) -> StatusCategory:
         """Category of a status seen in a changelog (ids there, no categories)."""
+        cached = self._categories.get((sid, name))
+        if cached is None:
+            cached = self._categories[(sid, name)] = self._look_up_category(sid, name)
+        return cached
+
+    def _look_up_category(self, sid: str | None, name: str | None) -> StatusCategory:
         mapped = self._mapped(name, sid)
         if mapped is not None:
             return mapped
@@ -1022,7 +1032,8 @@ class JiraConnector(Connector):
             at = parse_time(h.get("created"))
             if at is not None:
                 entries.append((at, str(h.get("id") or ""), h.get("items") or ()))
-        entries.sort(key=lambda e: (e[0], e[1]))
+        if len(entries) > 1:
+            entries.sort(key=lambda e: (e[0], e[1]))
         out: list[Transition] = []
         resolution: str | None = None
         previous: StatusCategory | None = None
@@ -1117,7 +1128,7 @@ class JiraConnector(Connector):
             "estimate": self._number(self._first(f, ids.get("story_points", ()))),
             "progress": None,
             "blocked": bool(flagged) or status_name in self.settings.blocked_statuses,
-            "raw": {"id": iid, "key": key, "fields": slim_fields(f)},
+            "raw": {"id": iid, "key": key, "fields": slim_fields(f, self._object_lists)},
             "transitions": transitions,
         }
         # Validated construction (pydantic-core) is faster here than model_construct.
@@ -1477,6 +1488,11 @@ class JiraConnector(Connector):
             ok=(200, 201, 400, 403),
         )
         if response.status_code in (400, 403):
+            log.warning(
+                "%s: cannot write the issue property %s of %s (HTTP %s); the comment is found"
+                " by its own property instead",
+                self.name, prop, issue, response.status_code,
+            )  # fmt: skip
             self.notes.append(
                 f"could not record comment {comment_id} in the property {prop} of {issue}"
                 f" (HTTP {response.status_code}); a lost local store could then post it again"

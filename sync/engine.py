@@ -28,7 +28,7 @@ from config.schema import Config
 from connectors import connector_class
 from connectors.base import Connector, SourceSettings
 from sync import scope
-from sync.errors import LockedError, PmsyncError
+from sync.errors import LockedError, PmsyncError, StoreError
 from sync.model import WorkItem
 from sync.store import Store
 
@@ -77,6 +77,11 @@ def run_lock(db_path: Path | None) -> Iterator[None]:
     except Timeout:
         raise LockedError(
             f"another pmsync run is using {db_path} (lock file {db_path}.lock); try again when it ends"
+        ) from None
+    except OSError as exc:  # a read-only folder, a missing one, a full disk
+        raise StoreError(
+            f"cannot create the lock file {db_path}.lock ({exc.strerror}); check that the"
+            " store's folder exists and is writable by this user"
         ) from None
     try:
         yield

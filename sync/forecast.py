@@ -128,6 +128,12 @@ def percentile_days(days: np.ndarray, q: float) -> int:
     return int(ordered[index])
 
 
+def window_start(window_end: date, window_weeks: int, earliest: date | None = None) -> date:
+    """The first day of the throughput window: `window_weeks` weeks back, cut at `earliest`."""
+    start = window_end - timedelta(days=7 * window_weeks - 1)
+    return earliest if earliest is not None and earliest > start else start
+
+
 def forecast(
     completion_days: Iterable[date],
     remaining: int,
@@ -144,10 +150,26 @@ def forecast(
     `completion_days` are the local days items were completed; the window is the
     `window_weeks` weeks ending at `window_end`, cut at `earliest` (the project's start).
     """
-    start = window_end - timedelta(days=7 * window_weeks - 1)
-    if earliest is not None and earliest > start:
-        start = earliest
+    start = window_start(window_end, window_weeks, earliest)
     samples = daily_throughput(completion_days, start, window_end)
+    return forecast_samples(
+        samples, remaining, window_start=start, window_end=window_end, target=target,
+        trials=trials, seed=seed,
+    )  # fmt: skip
+
+
+def forecast_samples(
+    samples: Sequence[int],
+    remaining: int,
+    *,
+    window_start: date,
+    window_end: date,
+    target: date | None = None,
+    trials: int = TRIALS,
+    seed: int = SEED,
+) -> Simulation:
+    """`forecast` from the window's daily throughput (`daily_throughput`) itself."""
+    start = window_start
     completed = sum(samples)
     mean = round(completed / len(samples), 2) if samples else 0.0
 

@@ -5,6 +5,10 @@ a `Report`. The report shows the project as it stood at the end of the period: e
 category then comes from its timeline (`sync.history`). Its JSON (`model_dump(mode="json")`)
 is the machine contract; the renderers in `sync.render` only format it.
 
+The builder works on columns (numpy arrays, one entry per item) rather than one object per
+item: a 100k-item project is counted in a few vectorised passes, and only the items a list
+shows are read in full and become `ItemRef`s (see `sync.history` for the timelines).
+
 "Changes since the last report" compare with the end of the latest *published* period of
 the project that ends before this one (the `publications` table), else with the end of the
 previous period: the state then is rebuilt from the same timelines, so both sides are
@@ -24,32 +28,45 @@ wins, and `complete` when every item not cancelled is done):
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, PrivateAttr, model_serializer
+import numpy as np
+from pydantic import BaseModel, Field, PrivateAttr
 
 from config.schema import Config, ProjectSettings
 from sync import forecast as fc
-from sync import i18n, scope
+from sync import i18n
 from sync.errors import ConfigError
 from sync.history import (
-    ALWAYS,
-    BurnupPoint,
+    ALWAYS_US,
+    BLANK,
+    C_CANCELLED,
+    C_DONE,
+    C_IN_PROGRESS,
+    C_TODO,
+    CATS,
+    CURRENT,
+    MISSING,
     Days,
-    ItemRow,
-    build_timeline,
-    burnup,
+    Transitions,
+    build_timelines,
+    burnup_deltas,
+    burnup_points,
     day_start,
-    load_items,
-    load_transitions,
+    from_days,
+    from_us,
+    load_display,
+    load_table,
+    load_transition_table,
     local_day,
-    state_at,
+    to_us,
 )
 from sync.model import StatusCategory, utc
 from sync.store import Store
@@ -293,19 +310,13 @@ class Report(BaseModel):
     charts: Charts
     changes_since_last_report: Changes
     sources: list[SourceInfo]
-    closing: Closing | None = None
+    # Present only in closing reports (README "The JSON contract").
+    closing: Closing | None = Field(default=None, exclude_if=lambda value: value is None)
 
     # Rendering hints that are not part of the JSON contract.
     _timezone: str = PrivateAttr(default="UTC")
     _target_date: date | None = PrivateAttr(default=None)
     _more_url: str | None = PrivateAttr(default=None)
-
-    @model_serializer(mode="wrap")
-    def _without_empty_closing(self, handler: Any) -> dict[str, Any]:
-        data = handler(self)
-        if data.get("closing") is None:
-            data.pop("closing", None)
-        return data
 
     @property
     def period_id(self) -> str:
@@ -407,92 +418,62 @@ def _days_in_month(year: int, month: int) -> int:
     return (nxt - timedelta(days=1)).day
 
 
-class _Present:
-    """An in-scope item and its state at one instant."""
-
-    __slots__ = ("cat", "item", "since", "status")
-
-    def __init__(self, item: ItemRow, cat: StatusCategory, status: str, since: datetime) -> None:
-        self.item = item
-        self.cat = cat
-        self.status = status or cat.value
-        self.since = since
-
-
-_REF_FIELDS = frozenset(ItemRef.model_fields)
-
-
-def _ref(p: _Present, zone: ZoneInfo, **extra: Any) -> ItemRef:
-    """An `ItemRef` from trusted store values.
-
-    This is what `ItemRef.model_construct` does, without its per-field Python loop: a report
-    can hold 100k references and validating each one would double the build time. The JSON
-    round trip is tested (the model validates its own output).
-    """
-    i = p.item
-    values = {
-        "source": i.source, "key": i.key, "title": i.title, "url": i.url, "status": p.status,
-        "category": p.cat, "due_date": i.due_date, "kind": i.kind, "assignee": i.assignee,
-        "estimate": i.estimate,
-        "completed_at": p.since if p.cat is DONE and p.since is not ALWAYS else None,
-        "days_overdue": extra.get("days_overdue"), "blocked_days": extra.get("blocked_days"),
-    }  # fmt: skip
-    ref = ItemRef.__new__(ItemRef)
-    _set(ref, "__dict__", values)
-    _set(ref, "__pydantic_fields_set__", set(_REF_FIELDS))
-    _set(ref, "__pydantic_extra__", None)
-    _set(ref, "__pydantic_private__", None)
-    return ref
-
-
+_REF_FIELDS = set(ItemRef.model_fields)
 _set = object.__setattr__
 
 
-def _order(item: ItemRow) -> tuple[Any, ...]:
-    if item.order is None:
-        item.order = (natural_key(item.key), item.source)
-    return item.order
+def _item_ref(values: dict[str, Any]) -> ItemRef:
+    """An `ItemRef` from trusted store values.
 
-
-def _sorted(entries: Iterable[_Present], key: Any = None) -> list[_Present]:
-    return sorted(entries, key=key or (lambda p: _order(p.item)))
+    This is what `ItemRef.model_construct` does, without its per-field Python loop: a report
+    can hold 100k references and validating each one would double the build time. Every
+    reference shares one fields-set (all fields are set; nothing ever adds to it). The JSON
+    round trip is tested (the model validates its own output).
+    """
+    ref = ItemRef.__new__(ItemRef)
+    _set(ref, "__dict__", values)
+    _set(ref, "__pydantic_fields_set__", _REF_FIELDS)
+    _set(ref, "__pydantic_extra__", None)
+    _set(ref, "__pydantic_private__", None)
+    return ref
 
 
 def _folded(labels: Iterable[str]) -> frozenset[str]:
     return frozenset(label.casefold() for label in labels)
 
 
-def _has(item: ItemRow, wanted: frozenset[str]) -> bool:
-    """`scope.has_label` with the wanted set folded once (it runs for every item)."""
-    return bool(item.labels) and any(label.casefold() in wanted for label in item.labels)
+def _bits(values: Sequence[Any], decide: Callable[[Any], int]) -> np.ndarray:
+    """Map each value to flag bits, deciding once per distinct value."""
+    known = {value: decide(value) for value in set(values)}
+    return np.fromiter(map(known.__getitem__, values), dtype=np.int64, count=len(values))
 
 
-def _states(items: Iterable[ItemRow], at: datetime) -> dict[int, _Present]:
-    """Return the state of each item at `at` (keyed by id(item)); absent if not created yet."""
-    out: dict[int, _Present] = {}
-    for item in items:
-        s = state_at(item.timeline, at)
-        if s is not None:
-            out[id(item)] = _Present(item, *s)
-    return out
+def _seqsum(values: np.ndarray) -> float:
+    """The sum a `total += value` loop gives (numpy's sum adds pairwise: other roundings)."""
+    return float(np.cumsum(values)[-1]) if values.size else 0.0
 
 
-def _tally(present: Iterable[_Present]) -> dict[str, float]:
-    c = {"total": 0, "todo": 0, "in_progress": 0, "done": 0, "cancelled": 0,
-         "estimate_total": 0.0, "estimate_done": 0.0}  # fmt: skip
-    for p in present:
-        c["total"] += 1
-        c[p.cat.value] += 1
-        est = p.item.estimate or 0.0
-        if p.cat is not CANCELLED:
-            c["estimate_total"] += est
-        if p.cat is DONE:
-            c["estimate_done"] += est
-    return c
+def _tally(cats: np.ndarray, estimates: np.ndarray) -> dict[str, float]:
+    """Count items and sum estimates (0 for none) by category code."""
+    n = np.bincount(cats.astype(np.int64), minlength=4).tolist()
+    return {
+        "total": len(cats), "todo": n[C_TODO], "in_progress": n[C_IN_PROGRESS],
+        "done": n[C_DONE], "cancelled": n[C_CANCELLED],
+        "estimate_total": _seqsum(estimates[cats != C_CANCELLED]),
+        "estimate_done": _seqsum(estimates[cats == C_DONE]),
+    }  # fmt: skip
 
 
 def _source_settings(config: Config, name: str) -> Any:
     return config.sources.get(name)
+
+
+# Flag bits of an item (labels and kind, per the project's configuration).
+_HIDDEN = 1  # an internal label, and the audience is the client
+_BLOCKED = 2  # flagged, or a blocked label
+_CLIENT_INPUT = 4
+_CHANGE_REQUEST = 8  # a change-request label or type
+_CONTAINER = 16  # an epic: in the Gantt, not in the counts
 
 
 # -- the builder ------------------------------------------------------------------------------
@@ -538,6 +519,14 @@ def build_report(
 
 
 class _Builder:
+    """One report's working state.
+
+    Items are numbered 0..n-1: the live items in scope (store order), then the tombstoned
+    ones in scope (only "removed" lists show them). `present` holds the live ones that
+    existed at the period's end, in that order; `cat`/`since` are their state then. A state
+    is a step of the item's timeline (`self.tl`), so a listed item is (item, step).
+    """
+
     def __init__(
         self, store: Store, config: Config, pid: str, project: ProjectSettings, zone: ZoneInfo,
         lang: str, audience: Audience, now: datetime, start: date, end: date,
@@ -547,7 +536,10 @@ class _Builder:
         self.start, self.end = start, end
         self.t0 = day_start(start, zone)
         self.t1 = day_start(end + timedelta(days=1), zone)  # exclusive end of the period
+        self.t0_us, self.t1_us = to_us(self.t0), to_us(self.t1)
         self.today = local_day(now, zone)
+        self._refs: dict[int, ItemRef] = {}
+        self._dates: dict[int, date] = {}
 
     def t(self, key: str, **kw: Any) -> str:
         return i18n.t(self.lang, key, **kw)
@@ -559,92 +551,185 @@ class _Builder:
 
     def _load(self) -> None:
         project = self.project
-        sources = project.sources
-        rows = load_items(self.store, sources)
-        gone = load_items(self.store, sources, deleted=True)
-        trans = load_transitions(self.store, sources)
+        self.sources = list(project.sources)
+        tab = self.tab = load_table(self.store, self.sources)
         client = self.audience == "client"
         internal = _folded(project.internal_labels)
-        self.blocked_labels = _folded(project.blocked_labels)
-        self.client_input_labels = _folded(project.client_input_labels)
-        self.cr_labels = _folded(project.change_request_labels)
-        self.cr_types = _folded(project.change_request_types)
-        self.items: list[ItemRow] = []
-        self.epics: list[ItemRow] = []
-        # The counting rule of `sync.scope.in_scope`, inlined with the label sets folded once.
-        for row in rows:
-            hidden = client and _has(row, internal)
-            if row.is_container:
-                if not hidden:
-                    self.epics.append(row)
-                continue
-            if not hidden:
-                row.timeline = build_timeline(row, trans.get((row.source, row.id)))
-                self.items.append(row)
-        self.gone: list[ItemRow] = []
-        for row in gone:
-            if scope.in_scope(row, project, self.audience):
-                row.timeline = build_timeline(row, trans.get((row.source, row.id)))
-                self.gone.append(row)
-        self.trans = trans
-        self.at_end = _states(self.items, self.t1 - _EPS)
-        self.present = list(self.at_end.values())
+        blocked = _folded(project.blocked_labels)
+        client_input = _folded(project.client_input_labels)
+        cr_labels = _folded(project.change_request_labels)
+        cr_types = _folded(project.change_request_types)
+
+        def label_bits(text: str | None) -> int:
+            labels = {label.casefold() for label in json.loads(text)} if text else set()
+            return (
+                (_HIDDEN if client and labels & internal else 0)
+                | (_BLOCKED if labels & blocked else 0)
+                | (_CLIENT_INPUT if labels & client_input else 0)
+                | (_CHANGE_REQUEST if labels & cr_labels else 0)
+            )
+
+        def kind_bits(kind: str) -> int:
+            return (_CONTAINER if kind.lower() == "epic" else 0) | (
+                _CHANGE_REQUEST if kind.casefold() in cr_types else 0
+            )
+
+        flags = _bits(tab.labels, label_bits) | _bits(tab.kind, kind_bits)
+        flags |= np.where(tab.blocked, _BLOCKED, 0)
+        # The counting rule of `sync.scope.in_scope`, on every row at once.
+        live = tab.deleted == MISSING
+        shown = (flags & _HIDDEN) == 0
+        counted = shown & ((flags & _CONTAINER) == 0)
+        items = np.flatnonzero(live & counted)
+        self.epic_rows = np.flatnonzero(live & shown & ~counted)
+        rows = self.rows = np.concatenate([items, np.flatnonzero(~live & counted)])
+        self.n_live = items.size
+        self.flags = flags[rows]
+        self.source = tab.source[rows]
+        self.category = tab.category[rows]
+        self.created = tab.created[rows]
+        self.updated = tab.updated[rows]
+        self.completed = tab.completed[rows]
+        self.deleted = tab.deleted[rows]
+        self.due = tab.due[rows]
+        self.start_day = tab.start[rows]
+        self.estimate = tab.estimate[rows]
+        self.est0 = np.where(np.isnan(self.estimate), 0.0, self.estimate)
+
+        steps, self.texts = Transitions.of(load_transition_table(self.store, self.sources),
+                                           tab.rowid[rows])  # fmt: skip
+        self.steps = steps
+        self.step_count = np.bincount(steps.item, minlength=rows.size)
+        self.step_first = np.cumsum(self.step_count) - self.step_count
+        created = np.where(self.created == MISSING, ALWAYS_US, self.created)
+        tl = self.tl = build_timelines(created, self.updated, self.completed, self.category, steps)
+        self.tl_cat, self.tl_status = tl.cat.tolist(), tl.status.tolist()
+        self.tl_at, self.tl_run = tl.at.tolist(), tl.run.tolist()
+
+        self.pos_end = tl.positions(self.t1_us - 1)
+        present = self.present = np.flatnonzero(self.pos_end[: self.n_live] >= 0)
+        self.cat = tl.cat[self.pos_end[present]]
+        self.since = tl.at[tl.run[self.pos_end[present]]]
         # Local days by bisection (see history.Days), over every day the report looks at.
         self.chart_first = self._chart_first()
         weeks = project.forecast_window_weeks
         first = min(self.chart_first, self.end - timedelta(days=7 * weeks))
         self.days = Days(first, max(self.end, self.today), self.zone)
-        self.done_days = [self.days.day(p.since) for p in self.present
-                          if p.cat is DONE and p.since is not ALWAYS]  # fmt: skip
+        self.done = (self.cat == C_DONE) & (self.since != ALWAYS_US)
 
     def _chart_first(self) -> date:
         """The burn-up's first day: the project start, else the first creation (2 years at most)."""
         first = self.project.start_date
         if first is None:
-            created = min((i.created_at for i in self.items if i.created_at), default=None)
-            first = local_day(created, self.zone) if created else self.start
+            created = self.created[: self.n_live]
+            created = created[created != MISSING]
+            first = local_day(from_us(created.min()), self.zone) if created.size else self.start
         return max(min(first, self.start), self.end - timedelta(days=MAX_HISTORY_DAYS))
+
+    def _day_number(self, day: date) -> int:
+        return day.toordinal() - date(1970, 1, 1).toordinal()
+
+    # -- listed items ------------------------------------------------------------------------
+
+    def _prepare(self, listed: list[np.ndarray]) -> None:
+        """Read the display fields of the listed items (and epics); rank them by key."""
+        wanted = np.unique(np.concatenate([*listed, np.zeros(0, dtype=np.int64)]))
+        rowid = self.tab.rowid
+        self.display = load_display(
+            self.store, np.concatenate([rowid[self.rows[wanted]], rowid[self.epic_rows]])
+        )
+        names = self.sources
+        keyed = sorted(
+            (natural_key(self.display[r][1]), names[s], i)
+            for i, r, s in zip(wanted.tolist(), rowid[self.rows[wanted]].tolist(),
+                               self.source[wanted].tolist(), strict=True)
+        )  # fmt: skip
+        self.rank = np.zeros(self.rows.size, dtype=np.int64)
+        self.rank[[i for _k, _s, i in keyed]] = np.arange(len(keyed))
+
+    def _ordered(self, items: np.ndarray, first: np.ndarray | None = None) -> list[int]:
+        """Items by `first` (if given), then key and source (`natural_key`), then number."""
+        keys = (self.rank[items],) if first is None else (self.rank[items], first)
+        return items[np.lexsort(keys)].tolist()
+
+    def _ref(self, i: int, step: int | None = None, **extra: int) -> ItemRef:
+        """The reference of item i in its state at `step` (default: the period's end)."""
+        if step is None and not extra:
+            ref = self._refs.get(i)
+            if ref is None:
+                ref = self._refs[i] = self._ref(i, int(self.pos_end[i]), **extra)
+            return ref
+        if step is None:
+            step = int(self.pos_end[i])
+        row = int(self.rows[i])
+        _id, key, url, title, now_status, assignee = self.display[int(self.tab.rowid[row])]
+        cat = CATS[self.tl_cat[step]]
+        text = self.tl_status[step]
+        status = now_status if text == CURRENT else "" if text == BLANK else self.texts[text]
+        since = self.tl_at[self.tl_run[step]]
+        estimate = float(self.estimate[i])
+        return _item_ref({
+            "source": self.sources[int(self.source[i])], "key": key, "title": title, "url": url,
+            "status": status or cat.value, "category": cat, "due_date": self._date(self.due[i]),
+            "kind": self.tab.kind[row], "assignee": assignee,
+            "estimate": None if estimate != estimate else estimate,
+            "completed_at": from_us(since) if cat is DONE and since != ALWAYS_US else None,
+            "days_overdue": extra.get("days_overdue"), "blocked_days": extra.get("blocked_days"),
+        })  # fmt: skip
+
+    def _refs_of(self, items: Iterable[int]) -> list[ItemRef]:
+        return [self._ref(i) for i in items]
+
+    def _date(self, day: Any) -> date | None:
+        day = int(day)
+        if day == MISSING:
+            return None
+        value = self._dates.get(day)
+        if value is None:
+            value = self._dates[day] = from_days(day)
+        return value
 
     # -- the parts -------------------------------------------------------------------------
 
     def build(self, *, closing: bool, override: str | None, note: str | None) -> Report:
         self._load()
-        zone = self.zone
-        present = self.present
-        tally = _tally(present)
+        present, cat, since = self.present, self.cat, self.since
+        tally = _tally(cat, self.est0[present])
         self.open_count = int(tally["todo"] + tally["in_progress"])
+        is_open = cat <= C_IN_PROGRESS
+        flags = self.flags[present]
+        due = self.due[present]
+        end = self._day_number(self.end)
+        horizon = end + (self.end - self.start).days + 1
+        dated = is_open & (due != MISSING)
 
-        completed = _sorted(
-            (p for p in present if p.cat is DONE and self.t0 <= p.since < self.t1),
-            key=lambda p: (p.since, _order(p.item)),
-        )
-        in_progress = _sorted(p for p in present if p.cat is IN_PROGRESS)
-        length = (self.end - self.start).days + 1
-        horizon = self.end + timedelta(days=length)
-        upcoming = _sorted(
-            (p for p in present if p.cat in OPEN and p.item.due_date
-             and self.end < p.item.due_date <= horizon),
-            key=lambda p: (p.item.due_date, _order(p.item)),
-        )  # fmt: skip
-        overdue = _sorted(
-            (p for p in present if p.cat in OPEN and p.item.due_date
-             and p.item.due_date < self.end),
-            key=lambda p: (p.item.due_date, _order(p.item)),
-        )  # fmt: skip
-        blocked = [p for p in present if p.cat in OPEN and self._blocked(p.item)]
-        blocked_days = {id(p): self._blocked_days(p) for p in blocked}
-        blocked.sort(key=lambda p: (-blocked_days[id(p)], _order(p.item)))
-        client_input = _sorted(
-            p for p in present if p.cat in OPEN and _has(p.item, self.client_input_labels)
-        )
-        change_requests = _sorted(
-            p for p in present
-            if p.item.kind.casefold() in self.cr_types or _has(p.item, self.cr_labels)
-        )  # fmt: skip
+        completed = (cat == C_DONE) & (since >= self.t0_us) & (since < self.t1_us)
+        upcoming = dated & (due > end) & (due <= horizon)
+        overdue = dated & (due < end)
+        blocked = present[is_open & ((flags & _BLOCKED) != 0)]
+        blocked_days = {i: self._blocked_days(i) for i in blocked.tolist()}
+        lists = {
+            "completed": (present[completed], since[completed]),
+            "in_progress": (present[cat == C_IN_PROGRESS], None),
+            "upcoming": (present[upcoming], due[upcoming]),
+            "overdue": (present[overdue], due[overdue]),
+            "blocked": (blocked, -np.array([blocked_days[i] for i in blocked.tolist()], np.int64)),
+            "needs_client_input": (present[is_open & ((flags & _CLIENT_INPUT) != 0)], None),
+            "change_requests": (present[(flags & _CHANGE_REQUEST) != 0], None),
+        }
+        since_day, basis = self._since()
+        changes_parts = self._change_parts(since_day)
+        scope_parts = self._scope_parts()
+        self._prepare([
+            *(items for items, _ in lists.values()),
+            *(items for items, _ in changes_parts["lists"].values()),
+            *(items for items, _ in scope_parts["lists"].values()),
+        ])  # fmt: skip
+        ordered = {name: self._ordered(items, first) for name, (items, first) in lists.items()}
 
         forecast, sim_days = self._forecast()
         milestones = self._milestones(sim_days, forecast)
-        changes, then = self._changes()
+        changes, then = self._changes(since_day, basis, changes_parts)
         progress = Progress(
             total=int(tally["total"]), done=int(tally["done"]),
             in_progress=int(tally["in_progress"]), todo=int(tally["todo"]),
@@ -657,8 +742,8 @@ class _Builder:
         )  # fmt: skip
         sources = self._sources()
         health_ = self._health(
-            progress, forecast, milestones, [blocked_days[id(p)] for p in blocked], sources,
-            override, note,
+            progress, forecast, milestones, [blocked_days[i] for i in ordered["blocked"]],
+            sources, override, note,
         )  # fmt: skip
         report = Report(
             project=ProjectInfo(id=self.pid, name=self.project.name, client=self.project.client),
@@ -668,17 +753,16 @@ class _Builder:
             language=self.lang,
             health=health_,
             progress=progress,
-            completed=[_ref(p, zone) for p in completed],
-            in_progress=[_ref(p, zone) for p in in_progress],
-            upcoming=[_ref(p, zone) for p in upcoming],
+            completed=self._refs_of(ordered["completed"]),
+            in_progress=self._refs_of(ordered["in_progress"]),
+            upcoming=self._refs_of(ordered["upcoming"]),
             overdue=[
-                _ref(p, zone, days_overdue=(self.end - p.item.due_date).days)  # type: ignore[operator]
-                for p in overdue
+                self._ref(i, days_overdue=end - int(self.due[i])) for i in ordered["overdue"]
             ],
-            blocked=[_ref(p, zone, blocked_days=blocked_days[id(p)]) for p in blocked],
-            needs_client_input=[_ref(p, zone) for p in client_input],
-            change_requests=[_ref(p, zone) for p in change_requests],
-            scope_change=self._scope_change(),
+            blocked=[self._ref(i, blocked_days=blocked_days[i]) for i in ordered["blocked"]],
+            needs_client_input=self._refs_of(ordered["needs_client_input"]),
+            change_requests=self._refs_of(ordered["change_requests"]),
+            scope_change=self._scope_change(scope_parts),
             milestones=milestones,
             forecast=forecast,
             charts=Charts(burnup=self._burnup(), gantt=self._gantt(milestones)),
@@ -688,40 +772,50 @@ class _Builder:
         )
         return report
 
-    def _blocked(self, item: ItemRow) -> bool:
-        return item.blocked or _has(item, self.blocked_labels)
-
-    def _blocked_days(self, p: _Present) -> int:
+    def _blocked_days(self, i: int) -> int:
         """Days since the item entered a blocked status (its last update if the tool has no history)."""
-        item = p.item
-        settings = _source_settings(self.config, item.source)
+        settings = _source_settings(self.config, self.sources[int(self.source[i])])
         names = {s.casefold() for s in getattr(settings, "blocked_statuses", []) or []}
-        since: datetime | None = None
+        since: int | None = None
         if names:
-            for at, _fs, ts, _fc, _tc in self.trans.get((item.source, item.id), ()):
-                if at < self.t1 and ts.casefold() in names:
+            steps = self.steps
+            first = int(self.step_first[i])
+            for j in range(first, first + int(self.step_count[i])):
+                at = int(steps.at[j])
+                if at < self.t1_us and self.texts[int(steps.to_status[j])].casefold() in names:
                     since = at
-        since = since or item.updated_at or item.created_at
+        if since is None:
+            for value in (self.updated[i], self.created[i]):
+                if value != MISSING:
+                    since = int(value)
+                    break
         if since is None:
             return 0
         ref = min(self.now, self.t1)
-        return max((local_day(ref, self.zone) - local_day(since, self.zone)).days, 0)
+        return max((local_day(ref, self.zone) - local_day(from_us(since), self.zone)).days, 0)
 
-    def _completion_days(self) -> list[date]:
-        return self.done_days
+    def _throughput(self, start: date, end: date) -> list[int]:
+        """Items completed on each day from `start` to `end` (`forecast.daily_throughput`)."""
+        if end < start:
+            return []
+        lo = (start - self.days.first).days
+        hi = (end - self.days.first).days
+        days = self.days.indices(self.since[self.done])
+        days = days[(days >= lo) & (days <= hi)] - lo
+        return np.bincount(days, minlength=hi - lo + 1).tolist()
 
     def _forecast(self) -> tuple[Forecast, Any]:
         window_end = min(self.end, self.today)
         target = self.project.target_date
-        sim = fc.forecast(
-            self._completion_days(), self.open_count, window_end=window_end,
-            window_weeks=self.project.forecast_window_weeks, earliest=self.project.start_date,
+        window_start = fc.window_start(
+            window_end, self.project.forecast_window_weeks, self.project.start_date
+        )
+        self.window_end = window_end
+        self.samples = self._throughput(window_start, window_end)
+        sim = fc.forecast_samples(
+            self.samples, self.open_count, window_start=window_start, window_end=window_end,
             target=target,
         )  # fmt: skip
-        self.window_end = window_end
-        self.samples = fc.daily_throughput(
-            self._completion_days(), sim.window_start, sim.window_end
-        )
         reason = None
         if sim.reason == "too_little_history":
             reason = self.t(
@@ -746,19 +840,37 @@ class _Builder:
         )  # fmt: skip
         return forecast, sim
 
+    def _codes(self, column: Sequence[str | None], wanted: dict[tuple[str, str], int]) -> np.ndarray:
+        """Map each present item's `column` value (an id in its source) to `wanted`'s number."""
+        by_source: list[dict[str | None, int]] = [{} for _ in self.sources]
+        for (source, id_), n in wanted.items():
+            for k, name in enumerate(self.sources):
+                if name == source:
+                    by_source[k][id_] = n
+        rows = self.rows[self.present].tolist()
+        return np.fromiter(
+            (by_source[s].get(column[r], -1)
+             for s, r in zip(self.source[self.present].tolist(), rows, strict=True)),
+            dtype=np.int64, count=len(rows),
+        )  # fmt: skip
+
     def _milestones(self, sim: fc.Simulation, forecast: Forecast) -> list[MilestoneStatus]:
         ms = self.store.milestones(self.project.sources)
-        by_ms: dict[tuple[str, str], list[_Present]] = defaultdict(list)
-        for p in self.present:
-            if p.item.milestone_id is not None:
-                by_ms[(p.item.source, p.item.milestone_id)].append(p)
-        rows = []
-        for m in ms:
-            members = by_ms.get((m.source, m.id), [])
-            done = sum(1 for p in members if p.cat is DONE)
-            cancelled = sum(1 for p in members if p.cat is CANCELLED)
-            open_ = len(members) - done - cancelled
-            rows.append((m, len(members), done, cancelled, open_))
+        if not ms:
+            return []
+        code = self._codes(self.tab.milestone, {(m.source, m.id): k for k, m in enumerate(ms)})
+        member = code >= 0
+
+        def count(mask: np.ndarray) -> list[int]:
+            return np.bincount(code[member & mask], minlength=len(ms)).tolist()
+
+        totals = count(np.ones(code.size, dtype=bool))
+        dones = count(self.cat == C_DONE)
+        cancels = count(self.cat == C_CANCELLED)
+        rows = [
+            (m, totals[k], dones[k], cancels[k], totals[k] - dones[k] - cancels[k])
+            for k, m in enumerate(ms)
+        ]
         # Milestones are forecast in due-date order: each one finishes when the team has
         # done its open items and those of every milestone due before it.
         thresholds, cum = [], 0
@@ -767,7 +879,7 @@ class _Builder:
             thresholds.append(cum)
         days_needed = self._simulate_thresholds(thresholds, forecast)
         out = []
-        for (m, total, done, cancelled, open_), need in zip(rows, days_needed):
+        for (m, total, done, cancelled, open_), need in zip(rows, days_needed, strict=True):
             pdone = _percent(done, total - cancelled)
             closed = m.state.casefold() in CLOSED_MILESTONE_STATES
             when = None if open_ == 0 or need is None else self.window_end + timedelta(days=need)
@@ -825,42 +937,55 @@ class _Builder:
             return best, "publication"
         return self.start - timedelta(days=1), "previous_period"
 
-    def _changes(self) -> tuple[Changes, dict[str, float]]:
-        since, basis = self._since()
-        ts = day_start(since + timedelta(days=1), self.zone)
-        at = ts - _EPS
-        # Every item that existed then exists at the period's end: one pass over those.
-        counted: list[_Present] = []
-        completed, added, reopened, cancelled = [], [], [], []
-        for p in self.present:
-            before = state_at(p.item.timeline, at)
-            if before is None:
-                added.append(p)
-                if p.cat is DONE:
-                    completed.append(p)
-                continue
-            was = before[0]
-            counted.append(_Present(p.item, was, before[1], before[2]))
-            if p.cat is DONE and was is not DONE:
-                completed.append(p)
-            elif p.cat in OPEN and was is DONE:
-                reopened.append(p)
-            elif p.cat is CANCELLED and was is not CANCELLED:
-                cancelled.append(p)
-        tally_then = _tally(counted)
-        removed = [
-            _Present(g, *s)  # type: ignore[misc]
-            for g in self.gone
-            if g.deleted_at is not None and ts <= g.deleted_at < self.t1
-            and (s := state_at(g.timeline, ts - _EPS)) is not None
-        ]  # fmt: skip
+    def _gone(self, after: int, at: np.ndarray, strict: bool) -> np.ndarray:
+        """Tombstoned items deleted after `after` (strictly, or at it) and before the period's end,
+        that existed (`at`: their steps then) and were not cancelled then if `strict`."""
+        gone = np.arange(self.n_live, self.rows.size)
+        deleted = self.deleted[gone]
+        step = at[gone]
+        ok = (deleted != MISSING) & (deleted < self.t1_us) & (step >= 0)
+        if strict:
+            ok &= (deleted > after) & (self.tl.cat[step] != C_CANCELLED)
+        else:
+            ok &= deleted >= after
+        return gone[ok]
+
+    def _change_parts(self, since: date) -> dict[str, Any]:
+        """The items that changed between the end of `since` and the period's end."""
+        ts = to_us(day_start(since + timedelta(days=1), self.zone))
+        at = self.tl.positions(ts - 1)
+        present, cat = self.present, self.cat
+        step = at[present]
+        existed = step >= 0
+        was = np.where(existed, self.tl.cat[step], -1)
+        added = ~existed
+        completed = (cat == C_DONE) & (added | (was != C_DONE))
+        removed = self._gone(ts, at, strict=False)
+        counted = present[existed]
+        return {
+            "then": _tally(was[existed], self.est0[counted]),
+            "at": at,
+            "lists": {
+                "completed": (present[completed], self.since[completed]),
+                "added": (present[added], None),
+                "reopened": (present[existed & (cat <= C_IN_PROGRESS) & (was == C_DONE)], None),
+                "cancelled": (present[existed & (cat == C_CANCELLED) & (was != C_CANCELLED)], None),
+                "removed": (removed, None),
+            },
+        }
+
+    def _changes(
+        self, since: date, basis: Literal["publication", "previous_period"], parts: dict[str, Any]
+    ) -> tuple[Changes, dict[str, float]]:
+        tally_then = parts["then"]
+        lists = {name: self._ordered(items, first) for name, (items, first) in parts["lists"].items()}
+        at = parts["at"]
         feedback: list[FeedbackEntry] = []
         if self.audience == "internal":
             for f in self.store.feedback(self.pid):
                 day = date.fromisoformat(f["day"])
                 if since < day <= self.end:
                     feedback.append(FeedbackEntry(day=day, score=f["score"], comment=f["comment"]))
-        z = self.zone
         changes = Changes(
             since=since, basis=basis,
             progress_then=ProgressThen(
@@ -870,11 +995,12 @@ class _Builder:
                     tally_then["done"], tally_then["total"] - tally_then["cancelled"]
                 ),
             ),
-            completed=[_ref(p, z) for p in sorted(completed, key=lambda p: (p.since, _order(p.item)))],
-            added=[_ref(p, z) for p in _sorted(added)],
-            reopened=[_ref(p, z) for p in _sorted(reopened)],
-            cancelled=[_ref(p, z) for p in _sorted(cancelled)],
-            removed=[_ref(p, z) for p in _sorted(removed)],
+            completed=self._refs_of(lists["completed"]),
+            added=self._refs_of(lists["added"]),
+            reopened=self._refs_of(lists["reopened"]),
+            cancelled=self._refs_of(lists["cancelled"]),
+            # Deleted items as they were then.
+            removed=[self._ref(i, int(at[i])) for i in lists["removed"]],
             feedback=feedback,
         )  # fmt: skip
         return changes, tally_then
@@ -890,39 +1016,56 @@ class _Builder:
             estimate_done=round(now["estimate_done"] - then["estimate_done"], 2),
         )
 
-    def _scope_change(self) -> ScopeChange:
+    def _scope_parts(self) -> dict[str, Any]:
+        """Items added to and removed from scope since the baseline day."""
         baseline = self.project.baseline_date or self.project.start_date
+        empty = np.zeros(0, dtype=np.int64)
+        if baseline is None:
+            return {"baseline": None, "lists": {}}
+        tb = to_us(day_start(baseline + timedelta(days=1), self.zone)) - 1
+        at = self.tl.positions(tb)
+        present, cat = self.present, self.cat
+        step = at[present]
+        existed = step >= 0
+        before = np.where(existed, self.tl.cat[step], -1)
+        added = present[~existed & (cat != C_CANCELLED)]
+        dropped = present[existed & (cat == C_CANCELLED) & (before != C_CANCELLED)]
+        gone = self._gone(tb, at, strict=True)
+        return {
+            "baseline": baseline,
+            "at": at,
+            "dropped": dropped,
+            "gone": gone,
+            "lists": {"added": (added, None), "removed": (np.concatenate([dropped, gone, empty]), None)},
+        }
+
+    def _scope_change(self, parts: dict[str, Any]) -> ScopeChange:
+        baseline = parts["baseline"]
         if baseline is None:
             return ScopeChange(
                 baseline=None, added=[], removed=[], estimate_added=0, estimate_removed=0
             )
-        tb = day_start(baseline + timedelta(days=1), self.zone) - _EPS
-        added, removed = [], []
-        for p in self.present:
-            before = state_at(p.item.timeline, tb)
-            if before is None:
-                if p.cat is not CANCELLED:
-                    added.append(p)
-            elif p.cat is CANCELLED and before[0] is not CANCELLED:
-                removed.append(p)
-        for g in self.gone:
-            before = state_at(g.timeline, tb)
-            if (before is not None and before[0] is not CANCELLED and g.deleted_at is not None
-                    and tb < g.deleted_at < self.t1):  # fmt: skip
-                removed.append(_Present(g, *before))
-        z = self.zone
+        added, _ = parts["lists"]["added"]
+        gone = set(parts["gone"].tolist())
+        at = parts["at"]
+        removed = self._ordered(parts["lists"]["removed"][0])
+        # Cancelled items as they are now; deleted ones as they were on the baseline day.
         return ScopeChange(
             baseline=baseline,
-            added=[_ref(p, z) for p in _sorted(added)],
-            removed=[_ref(p, z) for p in _sorted(removed)],
-            estimate_added=round(sum(p.item.estimate or 0.0 for p in added), 2),
-            estimate_removed=round(sum(p.item.estimate or 0.0 for p in removed), 2),
+            added=self._refs_of(self._ordered(added)),
+            removed=[self._ref(i, int(at[i])) if i in gone else self._ref(i) for i in removed],
+            # Summed as `sum()` over the items in store order, as the reference does.
+            estimate_added=round(sum(self.est0[added].tolist()), 2),
+            estimate_removed=round(
+                sum(self.est0[parts["dropped"]].tolist() + self.est0[parts["gone"]].tolist()), 2
+            ),
         )
 
     def _sources(self) -> list[SourceInfo]:
         per_source: dict[str, int] = defaultdict(int)
-        for p in self.present:
-            per_source[p.item.source] += 1
+        counts = np.bincount(self.source[self.present], minlength=len(self.sources)).tolist()
+        for k, name in enumerate(self.sources):
+            per_source[name] += counts[k]
         out = []
         for name in self.project.sources:
             settings = _source_settings(self.config, name)
@@ -1040,11 +1183,16 @@ class _Builder:
         return worst, reasons
 
     def _burnup(self) -> list[BurnupDay]:
-        snaps = self.store.snapshots(self.pid, self.audience)
-        points: list[BurnupPoint] = burnup(
-            (p.item for p in self.present), snaps, first=self.chart_first, last=self.end,
-            zone=self.zone, days=self.days,
-        )  # fmt: skip
+        n = (self.end - self.chart_first).days + 1
+        if n <= 0:
+            return []
+        # A step before the chart's first day counts from its start (and so does ALWAYS).
+        offset = (self.chart_first - self.days.first).days
+        deltas = burnup_deltas(
+            self.tl, self.present, self.est0, self.days.indices(self.tl.at) - offset, n
+        )
+        points = burnup_points(deltas, self.store.snapshots(self.pid, self.audience),
+                               self.chart_first)  # fmt: skip
         return [
             BurnupDay.model_construct(
                 day=p.day,
@@ -1073,35 +1221,58 @@ class _Builder:
             for m in milestones
             if m.due_date is not None
         ]
-        children: dict[tuple[str, str], list[_Present]] = defaultdict(list)
-        for p in self.present:
-            if p.item.parent_id is not None:
-                children[(p.item.source, p.item.parent_id)].append(p)
+        tab = self.tab
+        epics = []
+        for row in self.epic_rows.tolist():
+            id_, key, url, title, _status, _assignee = self.display[int(tab.rowid[row])]
+            epics.append((row, id_, key, url, title))
+        if not epics:
+            return bars
+        code = self._codes(tab.parent, {
+            (self.sources[int(tab.source[row])], id_): k for k, (row, id_, *_) in enumerate(epics)
+        })  # fmt: skip
+        # The children of each epic, as slices of the present items sorted by epic.
+        order = np.argsort(code, kind="stable")
+        bounds = np.searchsorted(code[order], np.arange(len(epics) + 1))
+        kids_of = [order[bounds[k] : bounds[k + 1]] for k in range(len(epics))]
+        present = self.present
         epic_bars = []
-        for e in self.epics:
-            kids = children.get((e.source, e.id), [])
-            done = sum(1 for p in kids if p.cat is DONE)
-            cancelled = sum(1 for p in kids if p.cat is CANCELLED)
+        for (row, _id, key, url, title), kids in zip(epics, kids_of, strict=True):
+            cats = self.cat[kids]
+            items = present[kids]
+            done = int((cats == C_DONE).sum())
+            cancelled = int((cats == C_CANCELLED).sum())
             # Children's start dates, else their creation: when the epic's work could begin.
-            starts = [p.item.start_date for p in kids if p.item.start_date] or [
-                self.days.day(p.item.created_at) for p in kids if p.item.created_at
-            ]
-            start = e.start_date or min(starts, default=None)
-            ends = [p.item.due_date for p in kids if p.item.due_date]
-            finished = e.category is DONE or bool(kids and done and done == len(kids) - cancelled)
-            end = e.due_date or max(ends, default=None)
+            starts = self.start_day[items]
+            starts = starts[starts != MISSING]
+            created = self.created[items]
+            created = created[created != MISSING]
+            if starts.size:
+                first_start: date | None = from_days(starts.min())
+            elif created.size:
+                first_start = self.days.day(from_us(created.min()))
+            else:
+                first_start = None
+            start = self._date(tab.start[row]) or first_start
+            ends = self.due[items]
+            ends = ends[ends != MISSING]
+            finished = tab.category[row] == C_DONE or bool(
+                kids.size and done and done == kids.size - cancelled
+            )
+            end = self._date(tab.due[row]) or (from_days(ends.max()) if ends.size else None)
             if end is None and finished:
-                closes = [
-                    self.days.day(p.since) for p in kids if p.cat is DONE and p.since is not ALWAYS
-                ]
-                if e.completed_at:
-                    closes.append(local_day(e.completed_at, self.zone))
+                closes = []
+                closed = self.since[kids][self.done[kids]]
+                if closed.size:
+                    closes.append(self.days.day(from_us(closed.max())))
+                if tab.completed[row] != MISSING:
+                    closes.append(local_day(from_us(tab.completed[row]), self.zone))
                 end = max(closes, default=None)
             if end is None:
                 continue
             if start is not None and start > end:
                 start = end
-            pct = 100.0 if finished and not kids else _percent(done, len(kids) - cancelled)
+            pct = 100.0 if finished and not kids.size else _percent(done, kids.size - cancelled)
             if finished:
                 state = "done"
             elif end < self.end:
@@ -1111,10 +1282,10 @@ class _Builder:
             epic_bars.append(
                 GanttBar(
                     kind="epic",
-                    source=e.source,
-                    key=e.key,
-                    name=e.title,
-                    url=e.url,
+                    source=self.sources[int(tab.source[row])],
+                    key=key,
+                    name=title,
+                    url=url,
                     start=start,
                     end=end,
                     percent_done=pct,
@@ -1141,22 +1312,22 @@ class _Builder:
                     f"lessons-learned file {path} is not UTF-8 text;"
                     f" fix projects.{self.pid}.lessons_learned"
                 ) from None
-        done_days = sorted(self._completion_days())
-        starts = []
-        cycle: list[float] = []
-        for p in self.present:
-            began = self._started(p.item)
-            if began is not None and p.cat in (DONE, IN_PROGRESS):
-                starts.append(local_day(began, self.zone))
-            if p.cat is DONE and p.since is not ALWAYS and began is not None:
-                cycle.append(max((p.since - began).total_seconds() / 86400, 0.0))
-        actual_start = min(starts, default=None)
-        actual_end = done_days[-1] if done_days else None
+        began = self._started()
+        cat, since = self.cat, self.since
+        known = began != MISSING
+        starts = began[known & ((cat == C_DONE) | (cat == C_IN_PROGRESS))]
+        # Local days only grow with time: the first day is the earliest instant's.
+        actual_start = local_day(from_us(starts.min()), self.zone) if starts.size else None
+        done = since[self.done]
+        first_done = self.days.day(from_us(done.min())) if done.size else None
+        actual_end = self.days.day(from_us(done.max())) if done.size else None
         per_week = None
-        if done_days:
-            span = ((done_days[-1] - (actual_start or done_days[0])).days + 1) / 7
-            per_week = round(len(done_days) / max(span, 1 / 7), 2)
-        cycle.sort()
+        if first_done is not None and actual_end is not None:
+            span = ((actual_end - (actual_start or first_done)).days + 1) / 7
+            per_week = round(int(done.size) / max(span, 1 / 7), 2)
+        cycling = self.done & known
+        # As `timedelta.total_seconds() / 86400`, exactly: microseconds / 1e6 / 86400.
+        cycle = sorted(np.maximum((since[cycling] - began[cycling]) / 1e6 / 86400, 0.0).tolist())
 
         def pct(q: float) -> float | None:
             return round(cycle[max(math.ceil(q * len(cycle)) - 1, 0)], 1) if cycle else None
@@ -1185,11 +1356,20 @@ class _Builder:
             ),
         )  # fmt: skip
 
-    def _started(self, item: ItemRow) -> datetime | None:
-        """When work began: the first move to in progress, else the start date, else creation."""
-        for at, cat, _ in item.timeline:
-            if cat is IN_PROGRESS and at is not ALWAYS:
-                return at
-        if item.start_date is not None:
-            return day_start(item.start_date, self.zone)
-        return item.created_at
+    def _started(self) -> np.ndarray:
+        """When work began on each present item (µs, MISSING if unknown): the first move to in
+        progress, else the start date, else creation."""
+        tl = self.tl
+        items = self.present
+        total = tl.at.size
+        moved = (tl.cat == C_IN_PROGRESS) & (tl.at != ALWAYS_US)
+        first = np.minimum.reduceat(np.where(moved, np.arange(total), total), tl.off[items])
+        # reduceat over the present items' starts also spans later items: cut at each end.
+        first = np.where(first < tl.off[items] + tl.size[items], first, total)
+        began = np.where(first < total, tl.at[np.minimum(first, total - 1)], MISSING)
+        starts = self.start_day[items]
+        for k in np.flatnonzero((first == total) & (starts != MISSING)).tolist():
+            began[k] = to_us(day_start(from_days(starts[k]), self.zone))
+        rest = (first == total) & (starts == MISSING)
+        began[rest] = self.created[items][rest]
+        return began

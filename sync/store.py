@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -228,9 +229,47 @@ def row_item(row: sqlite3.Row | dict[str, Any], *, with_raw: bool = False) -> Wo
     )
 
 
+def store_failure(path: Path | None, exc: sqlite3.Error) -> StoreError:
+    """One line for a failure of the SQLite file: what happened, to which file, what to do."""
+    text = str(exc)
+    low = text.lower()
+    if "full" in low:  # "database or disk is full"
+        hint = "free some disk space and run it again; what was committed before is kept"
+    elif "readonly" in low or "read-only" in low or "unable to open" in low:
+        hint = "check that the file and its folder are writable by this user"
+    elif "malformed" in low or "not a database" in low:
+        hint = "the file is damaged: restore a backup, or move it aside and `pmsync sync --full`"
+    elif "locked" in low or "busy" in low:
+        hint = "another program is holding it; try again when it ends"
+    else:
+        hint = "check the file and its disk"
+    where = f"the store {path}" if path is not None else "the store"
+    return StoreError(f"cannot use {where} ({text}); {hint}")
+
+
 def _row_hash(row: dict[str, Any]) -> str:
     text = "\x1f".join([str(row[col]) for col in ITEM_COLUMNS])
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` with lone surrogates (from an invalid `\\ud800` escape in a source's JSON)
+    replaced by U+FFFD: SQLite holds UTF-8, which cannot encode them."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def _make_storable(row: dict[str, Any]) -> None:
+    for col, value in row.items():
+        if col == "raw":
+            # Keep the source JSON exact: write the surrogate back as its JSON escape.
+            row[col] = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+        else:
+            row[col] = storable(value)
 
 
 class Store:
@@ -263,6 +302,9 @@ class Store:
             store = cls(sqlite_utils.Database(conn), path)
             store._configure()
         except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) or "malformed" in str(exc):
+                # Read-only, disk full, cannot open, or a damaged pmsync store.
+                raise store_failure(path, exc) from None
             raise StoreError(
                 f"{path} is not a usable pmsync store ({exc}); point --db at another file"
             ) from None
@@ -325,14 +367,25 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Run the block in one IMMEDIATE transaction: all of it commits, or none of it."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """Run the block in one IMMEDIATE transaction: all of it commits, or none of it.
+
+        A failure of the file itself (disk full, read-only, damaged) rolls back and becomes a
+        one-line StoreError; constraint errors (bugs, bad input) pass through as they are.
+        """
         try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+                raise store_failure(self.path, exc) from None
             raise
-        self.conn.execute("COMMIT")
 
     # -- items ----------------------------------------------------------------------------
 
@@ -349,7 +402,11 @@ class Store:
         rows = [item_row(i) for i in items]
         by_key: dict[tuple[str, str], dict[str, Any]] = {}
         for row in rows:
-            row["hash"] = _row_hash(row)
+            try:
+                row["hash"] = _row_hash(row)
+            except UnicodeEncodeError:  # rare: only text with lone surrogates pays for this
+                _make_storable(row)
+                row["hash"] = _row_hash(row)
             by_key[(row["source"], row["id"])] = row  # a page may repeat an item: last wins
         new = changed = restored = 0
         with self.transaction():
@@ -415,9 +472,11 @@ class Store:
                     "UPDATE items SET last_seen_at = ? WHERE source = ? AND id = ?", seen
                 )
             if transitions:
-                self.conn.executemany(
-                    "INSERT OR IGNORE INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", transitions
-                )
+                sql = "INSERT OR IGNORE INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                try:
+                    self.conn.executemany(sql, transitions)
+                except UnicodeEncodeError:
+                    self.conn.executemany(sql, [tuple(map(storable, t)) for t in transitions])
         return Upserted(new, changed, restored)
 
     def _existing(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], sqlite3.Row]:
@@ -511,7 +570,12 @@ class Store:
     def upsert_milestones(self, source: str, milestones: Iterable[Milestone]) -> int:
         """Replace the milestones of `source`: absent ones are tombstoned, never deleted."""
         rows = [
-            (m.source, m.id, m.name, _iso(m.start_date), _iso(m.due_date), m.state, m.url)
+            tuple(
+                map(
+                    storable,
+                    (m.source, m.id, m.name, _iso(m.start_date), _iso(m.due_date), m.state, m.url),
+                )
+            )
             for m in milestones
         ]
         with self.transaction():

@@ -51,7 +51,16 @@ def to_json_schema(node: Any) -> Any:
     for key, value in node.items():
         if key == "properties" and isinstance(value, dict):
             out[key] = {name: to_json_schema(v) for name, v in value.items()}
-        elif key in ("nullable", "readOnly", "writeOnly", "xml", "discriminator", "deprecated", "format", "default"):
+        elif key in (
+            "nullable",
+            "readOnly",
+            "writeOnly",
+            "xml",
+            "discriminator",
+            "deprecated",
+            "format",
+            "default",
+        ):
             continue
         else:
             out[key] = to_json_schema(value)
@@ -127,19 +136,29 @@ def check_request(request: Request) -> None:
     _template, op, params = spec.operation(request.method, path)
     declared = {p["name"]: p for p in params if p.get("in") == "query"}
     for name, values in request.query.items():
-        assert name in declared, f"{request.method} {request.path}: undeclared query parameter {name!r}"
+        assert name in declared, (
+            f"{request.method} {request.path}: undeclared query parameter {name!r}"
+        )
         schema = declared[name].get("schema", {})
         for value in values:
             coerced = _coerce(value, schema)
             errors = list(spec.validator(schema).iter_errors(coerced))
-            assert not errors, f"{request.method} {request.path} ?{name}={value}: {errors[0].message}"
-    body_schema = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            assert not errors, (
+                f"{request.method} {request.path} ?{name}={value}: {errors[0].message}"
+            )
+    body_schema = (
+        op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+    )
     if request.body:
         assert body_schema is not None, f"{request.method} {request.path}: the spec takes no body"
         errors = list(spec.validator(body_schema).iter_errors(json.loads(request.body)))
-        assert not errors, f"{request.method} {request.path} body: {errors[0].message} at {list(errors[0].path)}"
+        assert not errors, (
+            f"{request.method} {request.path} body: {errors[0].message} at {list(errors[0].path)}"
+        )
     else:
-        assert not op.get("requestBody", {}).get("required"), f"{request.method} {request.path}: body required"
+        assert not op.get("requestBody", {}).get("required"), (
+            f"{request.method} {request.path}: body required"
+        )
 
 
 # Issue `fields` are free-form in IssueBean; the fields pmsync reads are checked one by one.
@@ -249,7 +268,9 @@ def _exercise(fake: FakeJira) -> None:
     )
     end = NOW.date()
     for _ in range(2):
-        (published,) = publish_project(store, config, "acme", start=end - timedelta(days=6), end=end, now=NOW)
+        (published,) = publish_project(
+            store, config, "acme", start=end - timedelta(days=6), end=end, now=NOW
+        )
         assert published.ok, published.error
         fake.update("ACME-2", summary="Changed for the second publish")
         assert sync_source(store, JiraConnector(source, settings)).status == "ok"
@@ -258,7 +279,14 @@ def _exercise(fake: FakeJira) -> None:
     fresh = Store.memory()
     assert sync_source(fresh, JiraConnector(source, settings)).status == "ok"
     for _ in range(2):
-        (again,) = publish_project(fresh, config, "acme", start=end - timedelta(days=13), end=end - timedelta(days=7), now=NOW)
+        (again,) = publish_project(
+            fresh,
+            config,
+            "acme",
+            start=end - timedelta(days=13),
+            end=end - timedelta(days=7),
+            now=NOW,
+        )
         assert again.ok, again.error
         fresh = Store.memory()
         assert sync_source(fresh, JiraConnector(source, settings)).status == "ok"
@@ -305,7 +333,9 @@ def test_every_request_exists_in_the_spec(traffic: list[tuple[Request, Reply]]) 
     } <= used
 
 
-def test_every_answer_the_fake_serves_matches_the_spec(traffic: list[tuple[Request, Reply]]) -> None:
+def test_every_answer_the_fake_serves_matches_the_spec(
+    traffic: list[tuple[Request, Reply]],
+) -> None:
     statuses = set()
     for request, reply in traffic:
         check_reply(request, reply)
@@ -325,7 +355,11 @@ def test_the_checks_reject_what_the_spec_does_not_allow() -> None:
         request("POST", "/rest/api/3/search/jql", body={**search, "startAt": 100}),
         request("GET", "/rest/api/3/search/jql", "jql=project%3DA&startAt=100"),
         request("POST", "/rest/api/3/search/jql", body={**search, "maxResults": "many"}),
-        request("POST", "/rest/api/3/changelog/bulkfetch", body={"issueIdsOrKeys": [str(i) for i in range(1001)]}),
+        request(
+            "POST",
+            "/rest/api/3/changelog/bulkfetch",
+            body={"issueIdsOrKeys": [str(i) for i in range(1001)]},
+        ),
         request("POST", "/rest/api/3/changelog/bulkfetch", body={"fieldIds": ["status"]}),
         request("GET", "/rest/api/3/project/A/version", "orderBy=updated"),
         request("DELETE", "/rest/api/3/search/jql"),
@@ -350,9 +384,15 @@ def test_the_checks_reject_what_the_spec_does_not_allow() -> None:
         with pytest.raises(AssertionError):
             check_reply(request("POST", "/rest/api/3/search/jql"), Reply(200, bad))
     with pytest.raises(AssertionError):
-        check_reply(request("GET", "/rest/agile/1.0/board/5/sprint"), Reply(200, {"values": [{"id": "37"}], "isLast": True}))
+        check_reply(
+            request("GET", "/rest/agile/1.0/board/5/sprint"),
+            Reply(200, {"values": [{"id": "37"}], "isLast": True}),
+        )
     with pytest.raises(AssertionError):
-        check_reply(request("GET", "/rest/api/3/serverInfo"), Reply(200, {"deploymentType": "Cloud", "extra": 1}))
+        check_reply(
+            request("GET", "/rest/api/3/serverInfo"),
+            Reply(200, {"deploymentType": "Cloud", "extra": 1}),
+        )
     with pytest.raises(AssertionError):
         check_reply(request("GET", "/rest/api/3/field"), Reply(410, {"message": "gone"}))
 
@@ -371,7 +411,9 @@ def test_nullable_becomes_a_null_type() -> None:
 SHARED = ROOT.parent / "shared" / "specs"
 
 
-@pytest.mark.skipif(not (SHARED / "jira-platform-openapi.json").exists(), reason="no ../shared/specs")
+@pytest.mark.skipif(
+    not (SHARED / "jira-platform-openapi.json").exists(), reason="no ../shared/specs"
+)
 def test_the_vendored_subset_is_what_the_script_regenerates(tmp_path: Path) -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
@@ -379,8 +421,18 @@ def test_the_vendored_subset_is_what_the_script_regenerates(tmp_path: Path) -> N
     finally:
         sys.path.pop(0)
     for source, target, ops, extra in (
-        ("jira-platform-openapi.json", "platform.json", vendor.PLATFORM_OPERATIONS, vendor.PLATFORM_EXTRA_SCHEMAS),
-        ("jira-software-openapi.json", "software.json", vendor.SOFTWARE_OPERATIONS, vendor.SOFTWARE_EXTRA_SCHEMAS),
+        (
+            "jira-platform-openapi.json",
+            "platform.json",
+            vendor.PLATFORM_OPERATIONS,
+            vendor.PLATFORM_EXTRA_SCHEMAS,
+        ),
+        (
+            "jira-software-openapi.json",
+            "software.json",
+            vendor.SOFTWARE_OPERATIONS,
+            vendor.SOFTWARE_EXTRA_SCHEMAS,
+        ),
     ):
         spec = json.loads((SHARED / source).read_text(encoding="utf-8"))
         fresh = vendor.subset(spec, ops, extra)

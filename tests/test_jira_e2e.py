@@ -307,6 +307,20 @@ def test_full_sync_request_budget_for_larger_projects(store: Store) -> None:
         assert bodies[0]["fieldIds"] == ["status", "resolution"]
 
 
+def test_incremental_budget_with_a_hundred_changes_and_the_overlap(store: Store) -> None:
+    with FakeJira(make_issues(1200, seed=10)) as fake:
+        sync(store, fake)
+        todo = [i.key for i in fake.issues if i.status_id == "10000"][:100]
+        for key in todo:
+            fake.update(key, status_id="3")
+        calls(fake)
+        result = sync(store, fake)
+        assert result.changed == 100
+        # Two search pages (the 100 changes and the overlap's re-read), one history call,
+        # versions and sprints.
+        assert result.requests == 5 == budget_incremental(100)
+
+
 def test_empty_census_tombstones_nothing(store: Store, cloud: FakeJira) -> None:
     sync(store, cloud)
     result = sync_source(
@@ -353,9 +367,7 @@ def test_rate_limit_bursts_are_waited_out(store: Store, cloud: FakeJira) -> None
     assert any("jira-burst-based ×3" in n and "HTTP 503 ×2" in n for n in result.notes)
 
 
-def test_truncated_page_is_retried_and_garbage_fails_clearly(
-    store: Store, cloud: FakeJira
-) -> None:
+def test_truncated_page_is_retried_and_garbage_fails_clearly(store: Store, cloud: FakeJira) -> None:
     cloud.faults.add("truncate", path="search/jql")
     first = sync(store, cloud)
     assert first.new == 250 and first.retries == 1
@@ -502,7 +514,7 @@ def test_data_center_full_and_incremental_sync(store: Store, dc: FakeJira) -> No
     stored = items(store)
     assert stored["ACME-20"].category is StatusCategory.DONE
     assert stored["ACME-301"].title == "New on DC"
-    search = [r for r in dc.log if r.path == "/rest/api/2/search"][0]
+    search = next(r for r in dc.log if r.path == "/rest/api/2/search")
     assert "ORDER BY updated DESC, key DESC" in (search.arg("jql") or "")
     assert search.arg("startAt") == "0"
 
@@ -566,7 +578,9 @@ def test_data_center_census_and_budget(store: Store, dc: FakeJira) -> None:
     calls(dc)
     result = sync(store, dc, census_every=timedelta(0))
     assert result.tombstoned == 1
-    census = [r for r in dc.log if r.path == "/rest/api/2/search" and r.arg("fields") == "id,created"]
+    census = [
+        r for r in dc.log if r.path == "/rest/api/2/search" and r.arg("fields") == "id,created"
+    ]
     assert len(census) == 1 and census[0].arg("maxResults") == "1000"
 
 

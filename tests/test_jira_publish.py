@@ -22,7 +22,9 @@ SOURCE = "acme-jira"
 NOW = datetime.now(UTC)
 END = NOW.date()
 START = END - timedelta(days=6)
-HOSTILE = "<script>alert(1)</script> @everyone [~admin] {code}x{code} *bold* |cell| !img.png! (y)\u202e"
+HOSTILE = (
+    "<script>alert(1)</script> @everyone [~admin] {code}x{code} *bold* |cell| !img.png! (y)\u202e"
+)
 
 
 def make_config(fake: FakeJira, **target: Any) -> Config:
@@ -90,7 +92,9 @@ def test_publish_creates_one_comment_then_updates_it_in_place(cloud: FakeJira) -
     assert first.remote_id == comment["id"]
     assert first.url == f"{cloud.url}/browse/ACME-1?focusedCommentId={comment['id']}"
     assert adf_problem(comment["body"]) is None
-    assert len(json.dumps(comment["body"], ensure_ascii=False, separators=(",", ":"))) <= COMMENT_LIMIT
+    assert (
+        len(json.dumps(comment["body"], ensure_ascii=False, separators=(",", ":"))) <= COMMENT_LIMIT
+    )
     assert comment_calls(cloud) == [
         ("GET", "/rest/api/3/issue/ACME-1/properties/com.pmsync.status-report"),
         ("GET", "/rest/api/3/issue/ACME-1/comment"),
@@ -188,14 +192,53 @@ def test_a_report_too_long_for_one_comment_is_cut_with_a_note() -> None:
 
 
 def test_the_fake_rejects_invalid_adf_like_jira(cloud: FakeJira) -> None:
-    good = {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": [{"type": "text", "text": "hi"}]}]}
+    good = {
+        "type": "doc",
+        "version": 1,
+        "content": [{"type": "paragraph", "content": [{"type": "text", "text": "hi"}]}],
+    }
     assert adf_problem(good) is None
     bad = [
         {**good, "version": 2},
-        {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": [{"type": "text", "text": ""}]}]},
-        {"type": "doc", "version": 1, "content": [{"type": "bulletList", "content": [{"type": "listItem", "content": [{"type": "text", "text": "bare"}]}]}]},
-        {"type": "doc", "version": 1, "content": [{"type": "table", "content": [{"type": "tableRow", "content": [{"type": "tableCell", "content": []}]}]}]},
-        {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": [{"type": "text", "text": "a", "marks": [{"type": "link"}]}]}]},
+        {
+            "type": "doc",
+            "version": 1,
+            "content": [{"type": "paragraph", "content": [{"type": "text", "text": ""}]}],
+        },
+        {
+            "type": "doc",
+            "version": 1,
+            "content": [
+                {
+                    "type": "bulletList",
+                    "content": [
+                        {"type": "listItem", "content": [{"type": "text", "text": "bare"}]}
+                    ],
+                }
+            ],
+        },
+        {
+            "type": "doc",
+            "version": 1,
+            "content": [
+                {
+                    "type": "table",
+                    "content": [
+                        {"type": "tableRow", "content": [{"type": "tableCell", "content": []}]}
+                    ],
+                }
+            ],
+        },
+        {
+            "type": "doc",
+            "version": 1,
+            "content": [
+                {
+                    "type": "paragraph",
+                    "content": [{"type": "text", "text": "a", "marks": [{"type": "link"}]}],
+                }
+            ],
+        },
         "plain text",
     ]
     conn = JiraConnector(SOURCE, make_config(cloud).sources[SOURCE])  # type: ignore[arg-type]
@@ -205,8 +248,14 @@ def test_the_fake_rejects_invalid_adf_like_jira(cloud: FakeJira) -> None:
             "POST", "rest/api/3/issue/ACME-1/comment", json={"body": body}, ok=(400,)
         )
         assert "Comment body is not valid" in response.json()["errors"]["comment"]
-    huge = {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": [{"type": "text", "text": "x" * 33000}]}]}
-    response = conn.http.request("POST", "rest/api/3/issue/ACME-1/comment", json={"body": huge}, ok=(400,))
+    huge = {
+        "type": "doc",
+        "version": 1,
+        "content": [{"type": "paragraph", "content": [{"type": "text", "text": "x" * 33000}]}],
+    }
+    response = conn.http.request(
+        "POST", "rest/api/3/issue/ACME-1/comment", json={"body": huge}, ok=(400,)
+    )
     assert "exceeds the allowed limit of 32767" in response.json()["errors"]["comment"]
 
 
@@ -234,7 +283,9 @@ def test_dry_run_prints_the_adf_that_would_be_sent(cloud: FakeJira) -> None:
 
 
 def test_data_center_publishes_escaped_wiki_markup_and_edits_it(tmp_path: Any) -> None:
-    issues = make_issues(60, seed=14, flavor="datacenter", end_ms=int(NOW.timestamp() * 1000) - 60_000, days=10)
+    issues = make_issues(
+        60, seed=14, flavor="datacenter", end_ms=int(NOW.timestamp() * 1000) - 60_000, days=10
+    )
     with FakeJira(issues, flavor="datacenter") as fake:
         listed(fake, "ACME-2", HOSTILE)
         config = make_config(fake)
@@ -278,5 +329,7 @@ def test_fit_wiki_cuts_at_a_line_with_a_note() -> None:
         assert len(roomy) <= COMMENT_LIMIT and "\\_and " in roomy.replace("_and ", "\\_and ")
         small = fit_wiki(report, limit=1200)
         assert len(small) <= 1200
-        assert small.endswith("The report is too long for one Jira comment and was cut here. Full report:")
+        assert small.endswith(
+            "The report is too long for one Jira comment and was cut here. Full report:"
+        )
         assert fit_wiki(report) == roomy  # deterministic, so its content hash is stable

@@ -1,7 +1,7 @@
 """Reliability under network and server faults, against the fake Jira and GitHub servers.
 
-Each Jira case: two stores sync the same fake fully; the fake changes; the reference store
-syncs with no fault, the other with the fault injected. A run that completes must leave the
+Each Jira case: two stores start from the same full sync of the fake; the fake changes; the
+reference store syncs with no fault, the other with the fault injected. A run that completes must leave the
 store equal to the reference; a run that fails must say so in one line (source, what, what
 to do) and leave items, transitions, milestones and watermark exactly as the last good run
 left them; the next run without the fault then catches up with the reference.
@@ -28,6 +28,7 @@ from tests.test_reliability_support import (
     github_connector,
     jira_connector,
     jira_issues,
+    running,
     store_state,
     sync,
 )
@@ -38,7 +39,7 @@ SEARCH = "search/jql"
 @pytest.fixture
 def jira() -> Iterator[FakeJira]:
     # 150 issues: two search pages and one changelog call on a full sync.
-    with FakeJira(jira_issues(150), token=JIRA_TOKEN) as fake:
+    with running(FakeJira(jira_issues(150), token=JIRA_TOKEN)) as fake:
         yield fake
 
 
@@ -214,7 +215,7 @@ def test_failure_after_committed_pages_loses_nothing(monkeypatch: pytest.MonkeyP
     # The connector hands over issues in batches of BULK_ISSUES (1,000) after fetching their
     # changelogs; batches of 100 let 300 issues show commits before the failure.
     monkeypatch.setattr(jira_module, "BULK_ISSUES", 100)
-    with FakeJira(jira_issues(320), token=JIRA_TOKEN) as jira:
+    with running(FakeJira(jira_issues(320), token=JIRA_TOKEN)) as jira:
         ref, store = Store.memory(), Store.memory()
         assert sync(ref, jira_connector(jira), full=True).ok
         ref.conn.backup(store.conn)
@@ -269,7 +270,7 @@ def test_cli_sync_failure_prints_one_error_line_and_exits_1(tmp_path: Any, jira:
 
 @pytest.fixture
 def board() -> Iterator[FakeGitHub]:
-    with make_board(150, seed=5) as fake:
+    with running(make_board(150, seed=5)) as fake:
         yield fake
 
 

@@ -15,7 +15,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from tests.test_reliability_support import (
     JIRA_TOKEN,
     change_some,
     jira_issues,
+    running,
     store_state,
 )
 
@@ -100,7 +100,7 @@ def token_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def jira() -> Iterator[FakeJira]:
-    with FakeJira(jira_issues(ISSUES), token=JIRA_TOKEN) as fake:
+    with running(FakeJira(jira_issues(ISSUES), token=JIRA_TOKEN)) as fake:
         yield fake
 
 
@@ -156,7 +156,7 @@ def test_sync_killed_at_random_points_resumes_to_the_same_store(
 
 
 def test_incremental_sync_killed_midway_catches_up(tmp_path: Path) -> None:
-    with FakeJira(jira_issues(400), token=JIRA_TOKEN) as jira:
+    with running(FakeJira(jira_issues(400), token=JIRA_TOKEN)) as jira:
         ref_dir, dir_ = tmp_path / "ref", tmp_path / "run"
         ref_dir.mkdir()
         dir_.mkdir()
@@ -178,23 +178,36 @@ def test_incremental_sync_killed_midway_catches_up(tmp_path: Path) -> None:
         assert state_of(dir_ / "pmsync.db") == state_of(ref_dir / "pmsync.db")
 
 
+class Gate:
+    """Hold the fake's n-th search page (counted from now) until released."""
+
+    def __init__(self, jira: FakeJira, page: int) -> None:
+        self.reached, self.open = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            self.reached.set()
+            self.open.wait(60)
+
+        jira.at_search(page, hold)
+
+    def wait(self) -> None:
+        assert self.reached.wait(60), "the sync never reached the gate"
+
+
 def test_second_sync_while_one_runs_exits_75_and_nothing_is_corrupted(
     jira: FakeJira, reference: dict[str, Any], tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, jira)
-    jira.faults.add("stall", path="search/jql", seconds=PAGE_DELAY, times=10**6)
+    gate = Gate(jira, 3)
     try:
         first = start_sync(config)
-        started = jira.search_pages
-        deadline = time.monotonic() + 30
-        while jira.search_pages < started + 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        gate.wait()  # the first run holds the lock and is reading page 3
         second = start_sync(config)
         _, err = second.communicate(timeout=60)
-        assert first.poll() is None  # the second one gave up while the first was running
-        _, first_err = first.communicate(timeout=60)
+        assert first.poll() is None
     finally:
-        jira.faults.clear()
+        gate.open.set()
+    _, first_err = first.communicate(timeout=60)
     assert second.returncode == EXIT_LOCKED
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: another pmsync run is using"), err
@@ -209,13 +222,10 @@ def test_reading_the_store_while_a_sync_writes_it(
 ) -> None:
     """`pmsync status` (a reader) works during a sync and sees only committed pages."""
     config = write_config(tmp_path, jira)
-    jira.faults.add("stall", path="search/jql", seconds=PAGE_DELAY, times=10**6)
+    gate = Gate(jira, 5)
     try:
         proc = start_sync(config)
-        started = jira.search_pages
-        deadline = time.monotonic() + 30
-        while jira.search_pages < started + 4 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        gate.wait()  # pages 1-4 are committed; page 5 is on its way
         env = {**os.environ, TOKEN_ENV: JIRA_TOKEN}
         status = subprocess.run(
             [sys.executable, "-c", DRIVER, "--config", str(config), "status", "--json"],
@@ -226,11 +236,11 @@ def test_reading_the_store_while_a_sync_writes_it(
             timeout=60,
         )
         assert proc.poll() is None
-        proc.communicate(timeout=60)
     finally:
-        jira.faults.clear()
+        gate.open.set()
+    proc.communicate(timeout=60)
     assert status.returncode == 0, status.stderr
     (source,) = json.loads(status.stdout)["sources"]
-    assert 0 < source["items"] < ISSUES and source["items"] % 100 == 0  # whole pages only
+    assert source["items"] == 400
     assert proc.returncode == 0
     assert state_of(tmp_path / "pmsync.db") == reference

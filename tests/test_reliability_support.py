@@ -7,10 +7,13 @@ or it failed with one clear line and the store is exactly as the last good run l
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from connectors.github import GitHubConnector, GitHubSettings
 from connectors.jira import JiraConnector, JiraSettings
@@ -19,11 +22,38 @@ from sync.store import Store
 from tests.conftest import store_rows
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeIssue, FakeJira, make_issues
+from tests.fakes.server import FakeServer
 
 # Fixed dates keep generated data identical between the fakes a test compares.
 END_MS = int(datetime(2026, 11, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
 JIRA_TOKEN = "jira-reliability-token-0001"
 GITHUB_TOKEN = "ghp_reliability_token_0001"
+
+
+S = TypeVar("S", bound=FakeServer)
+
+
+@contextmanager
+def running(server: S) -> Iterator[S]:
+    """Start a fake server; stop it without waiting out its 0.5 s accept-loop poll."""
+    server.start()
+    try:
+        yield server
+    finally:
+        httpd = server._httpd
+        if httpd is not None:
+            done = threading.Event()
+
+            def shut() -> None:
+                httpd.shutdown()
+                done.set()
+
+            threading.Thread(target=shut, daemon=True).start()
+            address = httpd.server_address[:2]
+            while not done.wait(0.005):  # a connection wakes the loop to see the request
+                with suppress(OSError):
+                    socket.create_connection(address, timeout=0.2).close()  # type: ignore[arg-type]
+            server.stop()
 
 
 def jira_issues(n: int, seed: int = 3) -> list[FakeIssue]:
