@@ -269,6 +269,10 @@ class Server:
                 self.proc.wait()
 
 
+class StepFailed(Exception):
+    pass
+
+
 def step(name: str, server: Server, db: Path, **kw: Any) -> dict[str, Any]:
     """Run one step in a fresh process; add the requests the server saw during it."""
     before = server.get("stats")["log"]
@@ -279,14 +283,14 @@ def step(name: str, server: Server, db: Path, **kw: Any) -> dict[str, Any]:
             args += [f"--{key}", str(value)]
     proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, check=False)
     if proc.returncode != 0 or not proc.stdout.strip():
-        raise SystemExit(f"step {name} failed:\n{proc.stderr[-3000:]}")
+        raise StepFailed(f"step {name} failed:\n{proc.stderr[-3000:]}")
     out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     after = server.get("stats")["log"]
     # The stats calls are logged too: `before` counts the first, `after` the second.
     out["requests"] = after - before - 1
     out["log_start"] = before
     if out.get("status") != "ok":
-        raise SystemExit(f"step {name} failed: {out.get('error')}")
+        raise StepFailed(f"step {name} failed: {out.get('error')}")
     return out
 
 
@@ -343,7 +347,11 @@ def bench_one(
         report_db = work / f"{tool}-{n}-inc_1pct.db"
         for fmt in ("json", "html"):
             print(f"[{tool} {n:,}] report {fmt}…", file=sys.stderr, flush=True)
-            out[f"report_{fmt}"] = step("report", server, report_db, format=fmt)
+            try:
+                out[f"report_{fmt}"] = step("report", server, report_db, format=fmt)
+            except StepFailed as exc:  # keep the sync results; say what failed
+                print(exc, file=sys.stderr)
+                out[f"report_{fmt}"] = {"error": str(exc).strip().splitlines()[-1]}
     finally:
         server.stop()
     return out
@@ -362,6 +370,7 @@ def machine() -> dict[str, str]:
             if line.startswith("MemTotal:"):
                 mem = f"{int(line.split()[1]) / 2**20:.0f} GiB"
     return {
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "date": date.today().isoformat(),
         "cpus": str(os.cpu_count()),
         "cpu": cpu,
@@ -411,14 +420,13 @@ def rows(result: dict[str, Any]) -> Iterator[list[str]]:
     yield line("incremental, nothing changed", inc, "", "", str(inc["requests"]))
     inc = result["inc_1pct"]
     yield line(
-        f"incremental, 1% changed ({result['touched']:,})",
-        inc,
-        f"{result['touched'] / inc['seconds']:,.0f}",
-        "",
-        str(inc["requests"]),
+        f"incremental, 1% changed ({result['touched']:,})", inc, "", "", str(inc["requests"])
     )
     for fmt, label in (("json", "report JSON"), ("html", "report HTML + charts")):
         rep = result[f"report_{fmt}"]
+        if "error" in rep:
+            yield [tool, f"{n:,}", f"{label}: FAILED ({rep['error'][:80]})", "", "", "", "", ""]
+            continue
         yield line(f"{label} (build {rep['build_seconds']:.2f} s)", rep, "", "", "0")
 
 
@@ -447,6 +455,7 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [int(s.replace("_", "")) for s in a.items.split(",") if s]
     tools = [t.strip() for t in a.tools.split(",") if t.strip()]
     work = Path(tempfile.mkdtemp(prefix="pmsync-bench-"))
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results = []
     try:
         for tool in tools:
@@ -454,6 +463,8 @@ def main(argv: list[str] | None = None) -> None:
                 results.append(
                     bench_one(tool, n, seed=a.seed, repeat=a.repeat, work=work, profile=a.profile)
                 )
+                if a.json:  # keep what is measured so far
+                    a.json.write_text(json.dumps({"results": results}, indent=2))
                 for f in work.glob(f"{tool}-{n}-*"):
                     if not a.keep:
                         f.unlink()
@@ -461,9 +472,11 @@ def main(argv: list[str] | None = None) -> None:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
     info = machine()
+    info["load_before"] = load_before
     print(
         f"pmsync benchmark, {info['date']}: {info['cpus']} CPUs ({info['cpu']}), {info['memory']},"
-        f" Python {info['python']}, SQLite {info['sqlite']}"
+        f" Python {info['python']}, SQLite {info['sqlite']}; load average {load_before} before,"
+        f" {info['load']} after"
     )
     print()
     print(table(results))

@@ -91,6 +91,7 @@ def simulate_many(
         return out
     rng = np.random.default_rng(seed)
     expected = float(goals.max()) / float(pool.mean())
+    top = int(goals.max())
     chunk = 2_000
     for lo in range(0, trials, chunk):
         n = min(chunk, trials - lo)
@@ -100,23 +101,47 @@ def simulate_many(
         while left.size and day < max_days:
             block = int(min(expected * 1.5 + 16, max_days - day, 4_000_000 // left.size))
             block = max(block, 1)
-            draws = pool[rng.integers(0, pool.size, size=(left.size, block))]
-            cum = done[left, None] + np.cumsum(draws, axis=1)
-            rows = lo + left
-            for k, goal in enumerate(goals):
-                if goal <= 0:
-                    continue
-                pending = out[rows, k] > max_days
-                if not pending.any():
-                    continue
-                hit = cum[pending] >= goal
-                found = hit.any(axis=1)
-                first = hit.argmax(axis=1)
-                out[rows[pending][found], k] = day + first[found] + 1
+            cum = pool[rng.integers(0, pool.size, size=(left.size, block))]
+            np.cumsum(cum, axis=1, out=cum)
+            cum += done[left, None]
             done[left] = cum[:, -1]
-            left = left[done[left] < goals.max()]
+            _first_days(cum, goals, top, out, lo + left, day, max_days)
+            left = left[done[left] < top]
             day += block
     return out
+
+
+def _first_days(
+    cum: np.ndarray,
+    goals: np.ndarray,
+    top: int,
+    out: np.ndarray,
+    rows: np.ndarray,
+    day: int,
+    max_days: int,
+) -> None:
+    """Record, for each row of `cum` (running totals, one row per trial) and goal not yet
+    reached, the day it is reached in this block.
+
+    Each row only grows, so capped at the largest goal and lifted by row number * (cap + 1)
+    all rows form one sorted array: one `searchsorted` finds every (row, goal) at once.
+    `cum` is overwritten.
+    """
+    import numpy as np
+
+    width = cum.shape[1]
+    np.minimum(cum, top, out=cum)
+    lift = np.arange(cum.shape[0], dtype=np.int64) * (top + 1)
+    cum += lift[:, None]
+    wanted = goals > 0
+    at = np.searchsorted(cum.ravel(), (lift[:, None] + goals[None, wanted]).ravel())
+    at = at.reshape(cum.shape[0], -1) - (np.arange(cum.shape[0]) * width)[:, None]
+    mine = out[rows][:, wanted]
+    new = (at < width) & (mine > max_days)
+    mine[new] = day + at[new] + 1
+    block = out[rows]
+    block[:, wanted] = mine
+    out[rows] = block
 
 
 def percentile_days(days: np.ndarray, q: float) -> int:
@@ -153,9 +178,14 @@ def forecast(
     start = window_start(window_end, window_weeks, earliest)
     samples = daily_throughput(completion_days, start, window_end)
     return forecast_samples(
-        samples, remaining, window_start=start, window_end=window_end, target=target,
-        trials=trials, seed=seed,
-    )  # fmt: skip
+        samples,
+        remaining,
+        window_start=start,
+        window_end=window_end,
+        target=target,
+        trials=trials,
+        seed=seed,
+    )
 
 
 def forecast_samples(
@@ -175,12 +205,17 @@ def forecast_samples(
 
     def answer(reason: str | None, **dates: date | float | None) -> Simulation:
         return Simulation(
-            window_start=start, window_end=window_end, completed_in_window=completed,
-            remaining=remaining, throughput_per_day=mean, p50=dates.get("p50"),  # type: ignore[arg-type]
-            p85=dates.get("p85"), p95=dates.get("p95"),  # type: ignore[arg-type]
+            window_start=start,
+            window_end=window_end,
+            completed_in_window=completed,
+            remaining=remaining,
+            throughput_per_day=mean,
+            p50=dates.get("p50"),  # type: ignore[arg-type]
+            p85=dates.get("p85"),
+            p95=dates.get("p95"),  # type: ignore[arg-type]
             probability_by_target=dates.get("probability"),  # type: ignore[arg-type]
             reason=reason,
-        )  # fmt: skip
+        )
 
     if remaining <= 0:
         return answer("nothing_left", probability=None if target is None else 1.0)

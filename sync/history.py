@@ -100,14 +100,50 @@ def load_items(store: Store, sources: Sequence[str], *, deleted: bool = False) -
     day, moment, loads = date.fromisoformat, datetime.fromisoformat, json.loads
     cur = store.conn.execute(sql, list(sources))
     cur.row_factory = None
-    for (src, id_, key, url, title, kind, status, cat, assignee, labels, parent, milestone,
-         start, due, created, updated, completed, estimate, blocked, gone) in cur:  # fmt: skip
+    for (
+        src,
+        id_,
+        key,
+        url,
+        title,
+        kind,
+        status,
+        cat,
+        assignee,
+        labels,
+        parent,
+        milestone,
+        start,
+        due,
+        created,
+        updated,
+        completed,
+        estimate,
+        blocked,
+        gone,
+    ) in cur:
         row = ItemRow(
-            src, id_, key, url, title, kind, status, _CATEGORIES[cat], assignee,
-            loads(labels), parent, milestone, start and day(start), due and day(due),
-            created and moment(created), updated and moment(updated),
-            completed and moment(completed), estimate, bool(blocked), gone and moment(gone),
-        )  # fmt: skip
+            src,
+            id_,
+            key,
+            url,
+            title,
+            kind,
+            status,
+            _CATEGORIES[cat],
+            assignee,
+            loads(labels),
+            parent,
+            milestone,
+            start and day(start),
+            due and day(due),
+            created and moment(created),
+            updated and moment(updated),
+            completed and moment(completed),
+            estimate,
+            bool(blocked),
+            gone and moment(gone),
+        )
         rows.append(row)
     return rows
 
@@ -197,7 +233,7 @@ def to_us(value: datetime) -> int:
 
 def from_us(value: int) -> datetime:
     """The UTC datetime of `to_us`'s number (`ALWAYS` for `ALWAYS_US`)."""
-    return ALWAYS if value == ALWAYS_US else EPOCH + timedelta(microseconds=int(value))
+    return ALWAYS if value == ALWAYS_US else EPOCH + timedelta(0, 0, int(value))
 
 
 def from_days(value: int) -> date:
@@ -256,32 +292,29 @@ CURRENT = -1  # the item's status now
 BLANK = -2  # "" (the implied first step of an item closed without history)
 
 
-def _category_sql(column: str) -> str:
+def _category_sql(column: str, unknown: int = -1) -> str:
     return (
         f"CASE {column} WHEN 'todo' THEN 0 WHEN 'in_progress' THEN 1 WHEN 'done' THEN 2"
-        " WHEN 'cancelled' THEN 3 ELSE -1 END"
+        f" WHEN 'cancelled' THEN 3 ELSE {unknown} END"
     )
 
 
-def _moment_sql(column: str) -> str:
-    # The store writes `isoformat()` of UTC datetimes; without the offset numpy parses them.
-    return (
-        f"CASE WHEN substr({column}, -6) = '+00:00'"
-        f" THEN substr({column}, 1, length({column}) - 6) ELSE {column} END"
-    )
+def _moments(column: str) -> np.ndarray:
+    """A JSON array of ISO timestamps (or null) as microseconds (MISSING for null).
 
-
-def _moments(texts: Sequence[str | None]) -> np.ndarray:
-    """ISO timestamps (UTC, offset stripped by `_moment_sql`) as microseconds."""
+    The store writes `isoformat()` of UTC datetimes: without the "+00:00" numpy parses them
+    in one call; any other spelling goes through Python's parser, one value at a time.
+    """
     try:
+        plain = json.loads(column.replace('+00:00"', '"').replace("null", '"NaT"'))
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # numpy only warns about a remaining offset
-            return np.array(texts, dtype="datetime64[us]").astype(np.int64)
+            return np.array(plain, dtype="datetime64[us]").astype(np.int64)
     except (ValueError, UserWarning, DeprecationWarning):
-        pass  # another offset or spelling: Python's parser decides, one value at a time
+        pass
     out = []
-    for text in texts:
-        if text is None:
+    for text in json.loads(column):
+        if not text:
             out.append(MISSING)
             continue
         value = datetime.fromisoformat(text)
@@ -289,21 +322,38 @@ def _moments(texts: Sequence[str | None]) -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
-def _days(texts: Sequence[str | None]) -> np.ndarray:
-    """ISO dates as day numbers (MISSING for None)."""
+def _days(column: str) -> np.ndarray:
+    """A JSON array of ISO dates (or null) as day numbers (MISSING for null)."""
+    texts = json.loads(column)
     try:
-        return np.array(texts, dtype="datetime64[D]").astype(np.int64)
+        return np.array([t or "NaT" for t in texts], dtype="datetime64[D]").astype(np.int64)
     except ValueError:
         return np.array(
-            [MISSING if t is None else date.fromisoformat(t).toordinal() - _DAY0 for t in texts],
+            [date.fromisoformat(t).toordinal() - _DAY0 if t else MISSING for t in texts],
             dtype=np.int64,
         )
 
 
-def _codes(values: Iterable[int], what: str) -> np.ndarray:
-    out = np.fromiter(values, dtype=np.int8)
+def _columns(store: Store, sql: str, args: Sequence[Any]) -> list[str]:
+    """Run `SELECT json_group_array(a), json_group_array(b), ... FROM ...`: one JSON array
+    per column. Far cheaper than a row per item: no tuple per row, no transposing."""
+    return list(store.conn.execute(sql, list(args)).fetchone())
+
+
+def _ints(column: str) -> np.ndarray:
+    return np.array(json.loads(column), dtype=np.int64)
+
+
+def _codes(values: Iterable[int] | np.ndarray, what: str) -> np.ndarray:
+    out = (
+        np.asarray(values).astype(np.int8)
+        if isinstance(values, np.ndarray)
+        else (np.fromiter(values, dtype=np.int8))
+    )
     if (out < 0).any():
-        raise StoreError(f"the store holds an unknown {what}; run `pmsync sync --full` to rewrite it")
+        raise StoreError(
+            f"the store holds an unknown {what}; run `pmsync sync --full` to rewrite it"
+        )
     return out
 
 
@@ -337,35 +387,64 @@ def load_table(store: Store, sources: Sequence[str]) -> ItemTable:
     Titles, keys and the other display fields stay in the store until an item is listed
     (`load_display`): most items of a big project are only counted.
     """
-    marks = ", ".join("?" * len(sources))
     which = " ".join(f"WHEN ? THEN {n}" for n in range(len(sources)))
-    sql = (
-        f"SELECT rowid, CASE source {which} END, {_category_sql('category')}, kind,"
-        " NULLIF(labels, '[]'), blocked, estimate,"
-        f" {_moment_sql('created_at')}, {_moment_sql('updated_at')},"
-        f" {_moment_sql('completed_at')}, {_moment_sql('deleted_at')},"
-        f" due_date, start_date, milestone_id, parent_id FROM items WHERE +source IN ({marks})"
+    columns = (
+        "rowid",
+        f"CASE source {which} END" if len(sources) > 1 else "0",
+        # The category code, and 4 more for a flagged item: one column fewer to read.
+        f"({_category_sql('category', -8)}) + 4 * blocked",
+        "kind",
+        "NULLIF(labels, '[]')",
+        _EXACT_ESTIMATE,
+        "created_at",
+        "updated_at",
+        "completed_at",
+        "deleted_at",
+        "due_date",
+        "start_date",
+        "milestone_id",
+        "parent_id",
     )
-    rows = store.conn.execute(sql, [*sources, *sources]).fetchall() if sources else []
-    cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * 15
-    del rows
+    cols = _columns(
+        store,
+        f"SELECT {', '.join(f'json_group_array({c})' for c in columns)}"
+        f" FROM items WHERE +source IN ({', '.join('?' * len(sources))})",
+        [*sources, *sources] if len(sources) > 1 else sources,
+    )
+    category = np.array(json.loads(cols[2]), dtype=np.int64)
+    estimate = json.loads(cols[5])
+    if "inexact" in estimate:
+        # SQLite writes reals in JSON with 15 digits: read these few exactly, as rows.
+        cur = store.conn.execute(
+            f"SELECT estimate FROM items WHERE +source IN ({', '.join('?' * len(sources))})",
+            list(sources),
+        )
+        estimate = [row[0] for row in cur]
     return ItemTable(
-        rowid=np.array(cols[0], dtype=np.int64),
-        source=np.array(cols[1], dtype=np.int64),
-        category=_codes(cols[2], "status category"),
-        kind=cols[3],
-        labels=cols[4],
-        blocked=np.array(cols[5], dtype=bool),
-        estimate=np.array(cols[6], dtype=np.float64),
-        created=_moments(cols[7]),
-        updated=_moments(cols[8]),
-        completed=_moments(cols[9]),
-        deleted=_moments(cols[10]),
-        due=_days(cols[11]),
-        start=_days(cols[12]),
-        milestone=cols[13],
-        parent=cols[14],
+        rowid=_ints(cols[0]),
+        source=_ints(cols[1]),
+        category=_codes(category % 4 - 8 * (category < 0), "status category"),
+        kind=json.loads(cols[3]),
+        labels=json.loads(cols[4]),
+        blocked=category >= 4,
+        estimate=np.array(estimate, dtype=np.float64),
+        created=_moments(cols[6]),
+        updated=_moments(cols[7]),
+        completed=_moments(cols[8]),
+        deleted=_moments(cols[9]),
+        due=_days(cols[10]),
+        start=_days(cols[11]),
+        milestone=json.loads(cols[12]),
+        parent=json.loads(cols[13]),
     )
+
+
+# A real that JSON's 15 digits would not give back exactly becomes "inexact" (whole
+# numbers, the usual estimates, are exact: tested first, as that test is cheap).
+_EXACT_ESTIMATE = (
+    "CASE WHEN estimate IS NULL OR estimate = CAST(estimate AS INTEGER)"
+    " OR CAST(CAST(estimate AS TEXT) AS REAL) = estimate THEN estimate ELSE 'inexact' END"
+)
 
 
 @dataclass(eq=False)
@@ -381,38 +460,46 @@ class TransitionTable:
 
 
 def load_transition_table(store: Store, sources: Sequence[str]) -> TransitionTable:
-    marks = ", ".join("?" * len(sources))
-    # The same scan and order as `load_transitions`, so equal times keep the same order.
-    sql = (
+    # The query of `load_transitions` (SQLite's sort keeps equal times in scan order), with
+    # the item's rowid in place of its source and id.
+    inner = (
         "SELECT ifnull((SELECT i.rowid FROM items i WHERE i.source = t.source"
-        f" AND i.id = t.item_id), -1), {_moment_sql('t.at')}, from_status, to_status,"
-        f" {_category_sql('ifnull(from_category, ' + repr('todo') + ')')},"
-        f" {_category_sql('to_category')}"
-        f" FROM transitions t WHERE source IN ({marks}) ORDER BY at"
+        " AND i.id = t.item_id), -1) AS item, at, from_status, to_status,"
+        f" {_category_sql('ifnull(from_category, ' + repr('todo') + ')')} AS fc,"
+        f" {_category_sql('to_category')} AS tc"
+        f" FROM transitions t WHERE source IN ({', '.join('?' * len(sources))}) ORDER BY at"
     )
-    rows = store.conn.execute(sql, list(sources)).fetchall() if sources else []
-    cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * 6
-    del rows
+    names = ("item", "at", "from_status", "to_status", "fc", "tc")
+    cols = _columns(
+        store,
+        f"SELECT {', '.join(f'json_group_array({c})' for c in names)} FROM ({inner})",
+        sources,
+    )
     return TransitionTable(
-        item=np.array(cols[0], dtype=np.int64),
+        item=_ints(cols[0]),
         at=_moments(cols[1]),
-        from_status=cols[2],
-        to_status=cols[3],
-        from_category=_codes(cols[4], "status category"),
-        to_category=_codes(cols[5], "status category"),
+        from_status=json.loads(cols[2]),
+        to_status=json.loads(cols[3]),
+        from_category=_codes(json.loads(cols[4]), "status category"),
+        to_category=_codes(json.loads(cols[5]), "status category"),
     )
 
 
-def load_display(store: Store, rowids: Sequence[int]) -> dict[int, tuple[Any, ...]]:
-    """Return (id, key, url, title, status, assignee) of the given items by rowid."""
-    if not len(rowids):
-        return {}
-    cur = store.conn.execute(
-        "SELECT rowid, id, key, url, title, status, assignee FROM items"
+def load_display(
+    store: Store,
+    rowids: Sequence[int],
+    names: Sequence[str] = ("key", "url", "title", "status", "assignee"),
+) -> dict[int, tuple[Any, ...]]:
+    """Return the `names` columns (default: what an item reference shows) of items by rowid."""
+    names = ("rowid", *names)
+    cols = _columns(
+        store,
+        f"SELECT {', '.join(f'json_group_array({c})' for c in names)} FROM items"
         " WHERE rowid IN (SELECT value FROM json_each(?))",
-        (json.dumps([int(r) for r in rowids]),),
+        [json.dumps([int(r) for r in rowids])],
     )
-    return {row[0]: row[1:] for row in cur}
+    values = [json.loads(c) for c in cols]
+    return dict(zip(values[0], zip(*values[1:], strict=True), strict=True))
 
 
 @dataclass(eq=False)
@@ -659,7 +746,8 @@ def burnup_points(
             )
         else:
             points.append(
-                BurnupPoint(day, scope[i], done[i], round(scope_e[i], 2), round(done_e[i], 2),
-                            "history")
-            )  # fmt: skip
+                BurnupPoint(
+                    day, scope[i], done[i], round(scope_e[i], 2), round(done_e[i], 2), "history"
+                )
+            )
     return points

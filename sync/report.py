@@ -28,12 +28,14 @@ wins, and `complete` when every item not cancelled is done):
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from itertools import repeat
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -418,24 +420,43 @@ def _days_in_month(year: int, month: int) -> int:
     return (nxt - timedelta(days=1)).day
 
 
+# `ItemRef`s are made the way `model_construct` makes them, without its per-field Python
+# loop (a report can hold 100k of them; validating each would double the build time). They
+# share one fields-set: every field is set, so nothing ever adds to it. The JSON round trip
+# is tested (the model validates its own output).
 _REF_FIELDS = set(ItemRef.model_fields)
 _set = object.__setattr__
+_CAT_VALUES = [c.value for c in CATS]
 
 
-def _item_ref(values: dict[str, Any]) -> ItemRef:
-    """An `ItemRef` from trusted store values.
+_SIMPLE_KEY = re.compile(r"(\D*)(\d{1,18})")
 
-    This is what `ItemRef.model_construct` does, without its per-field Python loop: a report
-    can hold 100k references and validating each one would double the build time. Every
-    reference shares one fields-set (all fields are set; nothing ever adds to it). The JSON
-    round trip is tested (the model validates its own output).
+
+def _key_ranks(keys: list[str], sources: list[str]) -> np.ndarray:
+    """Rank each item by (natural_key(key), source, position), as `sorted` would.
+
+    Keys like "ABC-123" (the usual case) are ranked with numpy by prefix and number, which
+    is the same order as their `natural_key` tuples; any other key sorts the tuples.
     """
-    ref = ItemRef.__new__(ItemRef)
-    _set(ref, "__dict__", values)
-    _set(ref, "__pydantic_fields_set__", _REF_FIELDS)
-    _set(ref, "__pydantic_extra__", None)
-    _set(ref, "__pydantic_private__", None)
-    return ref
+    n = len(keys)
+    found = [_SIMPLE_KEY.fullmatch(key) for key in keys]
+    prefixes = [m[1].casefold() for m in found if m is not None]
+    simple = len(prefixes) == n and not any(
+        p.isdigit() or "\x00" in p for p in [*prefixes, *set(sources)]
+    )
+    if simple:
+        # numpy's strings compare by code point, as Python's do (NUL aside: excluded above).
+        _, prefix = np.unique(np.array(prefixes, dtype=str), return_inverse=True)
+        number = np.array([int(m[2]) for m in found], dtype=np.int64)  # type: ignore[index]
+        _, source = np.unique(np.array(sources, dtype=str), return_inverse=True)
+        order = np.lexsort((np.arange(n), source, number, prefix))
+    else:
+        order = np.array(
+            sorted(range(n), key=lambda k: (natural_key(keys[k]), sources[k], k)), dtype=np.int64
+        )
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    return rank
 
 
 def _folded(labels: Iterable[str]) -> frozenset[str]:
@@ -457,11 +478,14 @@ def _tally(cats: np.ndarray, estimates: np.ndarray) -> dict[str, float]:
     """Count items and sum estimates (0 for none) by category code."""
     n = np.bincount(cats.astype(np.int64), minlength=4).tolist()
     return {
-        "total": len(cats), "todo": n[C_TODO], "in_progress": n[C_IN_PROGRESS],
-        "done": n[C_DONE], "cancelled": n[C_CANCELLED],
+        "total": len(cats),
+        "todo": n[C_TODO],
+        "in_progress": n[C_IN_PROGRESS],
+        "done": n[C_DONE],
+        "cancelled": n[C_CANCELLED],
         "estimate_total": _seqsum(estimates[cats != C_CANCELLED]),
         "estimate_done": _seqsum(estimates[cats == C_DONE]),
-    }  # fmt: skip
+    }
 
 
 def _source_settings(config: Config, name: str) -> Any:
@@ -512,7 +536,15 @@ def build_report(
     now = utc(now) if now is not None else datetime.now(UTC)
     start, end = period_of(zone, now, start=start, end=end)
     b = _Builder(store, config, project_id, project, zone, lang, audience, now, start, end)
-    report = b.build(closing=closing, override=override, note=note or project.health_note)
+    # The build makes a few hundred thousand objects and frees none that are cyclic: the
+    # cyclic collector would only re-scan them, again and again (a fifth of the time).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        report = b.build(closing=closing, override=override, note=note or project.health_note)
+    finally:
+        if collecting:
+            gc.enable()
     report._timezone = project.timezone
     report._target_date = project.target_date
     return report
@@ -528,9 +560,18 @@ class _Builder:
     """
 
     def __init__(
-        self, store: Store, config: Config, pid: str, project: ProjectSettings, zone: ZoneInfo,
-        lang: str, audience: Audience, now: datetime, start: date, end: date,
-    ) -> None:  # fmt: skip
+        self,
+        store: Store,
+        config: Config,
+        pid: str,
+        project: ProjectSettings,
+        zone: ZoneInfo,
+        lang: str,
+        audience: Audience,
+        now: datetime,
+        start: date,
+        end: date,
+    ) -> None:
         self.store, self.config, self.pid, self.project = store, config, pid, project
         self.zone, self.lang, self.audience, self.now = zone, lang, audience, now
         self.start, self.end = start, end
@@ -539,7 +580,6 @@ class _Builder:
         self.t0_us, self.t1_us = to_us(self.t0), to_us(self.t1)
         self.today = local_day(now, zone)
         self._refs: dict[int, ItemRef] = {}
-        self._dates: dict[int, date] = {}
 
     def t(self, key: str, **kw: Any) -> str:
         return i18n.t(self.lang, key, **kw)
@@ -596,15 +636,14 @@ class _Builder:
         self.estimate = tab.estimate[rows]
         self.est0 = np.where(np.isnan(self.estimate), 0.0, self.estimate)
 
-        steps, self.texts = Transitions.of(load_transition_table(self.store, self.sources),
-                                           tab.rowid[rows])  # fmt: skip
+        steps, self.texts = Transitions.of(
+            load_transition_table(self.store, self.sources), tab.rowid[rows]
+        )
         self.steps = steps
         self.step_count = np.bincount(steps.item, minlength=rows.size)
         self.step_first = np.cumsum(self.step_count) - self.step_count
         created = np.where(self.created == MISSING, ALWAYS_US, self.created)
         tl = self.tl = build_timelines(created, self.updated, self.completed, self.category, steps)
-        self.tl_cat, self.tl_status = tl.cat.tolist(), tl.status.tolist()
-        self.tl_at, self.tl_run = tl.at.tolist(), tl.run.tolist()
 
         self.pos_end = tl.positions(self.t1_us - 1)
         present = self.present = np.flatnonzero(self.pos_end[: self.n_live] >= 0)
@@ -632,62 +671,112 @@ class _Builder:
     # -- listed items ------------------------------------------------------------------------
 
     def _prepare(self, listed: list[np.ndarray]) -> None:
-        """Read the display fields of the listed items (and epics); rank them by key."""
+        """Read the display fields of the listed items, and rank them by key and source."""
         wanted = np.unique(np.concatenate([*listed, np.zeros(0, dtype=np.int64)]))
-        rowid = self.tab.rowid
-        self.display = load_display(
-            self.store, np.concatenate([rowid[self.rows[wanted]], rowid[self.epic_rows]])
-        )
-        names = self.sources
-        keyed = sorted(
-            (natural_key(self.display[r][1]), names[s], i)
-            for i, r, s in zip(wanted.tolist(), rowid[self.rows[wanted]].tolist(),
-                               self.source[wanted].tolist(), strict=True)
-        )  # fmt: skip
+        rowids = self.tab.rowid[self.rows[wanted]].tolist()
+        self.display = load_display(self.store, rowids)
         self.rank = np.zeros(self.rows.size, dtype=np.int64)
-        self.rank[[i for _k, _s, i in keyed]] = np.arange(len(keyed))
+        self.rank[wanted] = _key_ranks(
+            [self.display[r][0] for r in rowids],
+            [self.sources[s] for s in self.source[wanted].tolist()],
+        )
 
     def _ordered(self, items: np.ndarray, first: np.ndarray | None = None) -> list[int]:
         """Items by `first` (if given), then key and source (`natural_key`), then number."""
         keys = (self.rank[items],) if first is None else (self.rank[items], first)
         return items[np.lexsort(keys)].tolist()
 
-    def _ref(self, i: int, step: int | None = None, **extra: int) -> ItemRef:
-        """The reference of item i in its state at `step` (default: the period's end)."""
-        if step is None and not extra:
-            ref = self._refs.get(i)
-            if ref is None:
-                ref = self._refs[i] = self._ref(i, int(self.pos_end[i]), **extra)
-            return ref
-        if step is None:
-            step = int(self.pos_end[i])
-        row = int(self.rows[i])
-        _id, key, url, title, now_status, assignee = self.display[int(self.tab.rowid[row])]
-        cat = CATS[self.tl_cat[step]]
-        text = self.tl_status[step]
-        status = now_status if text == CURRENT else "" if text == BLANK else self.texts[text]
-        since = self.tl_at[self.tl_run[step]]
-        estimate = float(self.estimate[i])
-        return _item_ref({
-            "source": self.sources[int(self.source[i])], "key": key, "title": title, "url": url,
-            "status": status or cat.value, "category": cat, "due_date": self._date(self.due[i]),
-            "kind": self.tab.kind[row], "assignee": assignee,
-            "estimate": None if estimate != estimate else estimate,
-            "completed_at": from_us(since) if cat is DONE and since != ALWAYS_US else None,
-            "days_overdue": extra.get("days_overdue"), "blocked_days": extra.get("blocked_days"),
-        })  # fmt: skip
+    def _refs_of(
+        self,
+        items: Sequence[int],
+        steps: Sequence[int] | None = None,
+        extra: str | None = None,
+        values: Sequence[int] | None = None,
+    ) -> list[ItemRef]:
+        """The references of `items`, each in its state at its step in `steps` (default: at
+        the period's end, one shared reference per item), `extra` set to `values` if given.
 
-    def _refs_of(self, items: Iterable[int]) -> list[ItemRef]:
-        return [self._ref(i) for i in items]
+        The values are gathered with numpy, then one tight loop makes the objects: a big
+        report holds 100k references.
+        """
+        shared = steps is None and extra is None
+        cache = self._refs
+        todo = [i for i in items if i not in cache] if shared else list(items)
+        index = np.asarray(todo, dtype=np.int64)
+        at = self.pos_end[index] if steps is None else np.asarray(steps, dtype=np.int64)
+        made = self._make_refs(index, at)
+        if extra is not None:
+            for ref, value in zip(made, values or (), strict=True):
+                ref.__dict__[extra] = value
+        if not shared:
+            return made
+        cache.update(zip(todo, made, strict=True))
+        return [cache[i] for i in items]
 
-    def _date(self, day: Any) -> date | None:
-        day = int(day)
-        if day == MISSING:
-            return None
-        value = self._dates.get(day)
-        if value is None:
-            value = self._dates[day] = from_days(day)
-        return value
+    def _make_refs(self, index: np.ndarray, steps: np.ndarray) -> list[ItemRef]:
+        """New references of items `index`, in their states at `steps`."""
+        tl, tab = self.tl, self.tab
+        rows = self.rows[index]
+        cats = tl.cat[steps]
+        since = tl.at[tl.run[steps]]
+        # completed_at: a datetime where the state is done (numpy makes them, naive, in C).
+        done = (cats == C_DONE) & (since != ALWAYS_US)
+        completed: list[Any] = [None] * index.size
+        for k, moment in zip(
+            np.flatnonzero(done).tolist(),
+            since[done].astype("datetime64[us]").tolist(),
+            strict=True,
+        ):
+            completed[k] = moment.replace(tzinfo=UTC)
+        due = self.due[index]
+        days = {d: from_days(d) for d in np.unique(due[due != MISSING]).tolist()}
+        days[MISSING] = None
+        display, texts, kinds, names = self.display, self.texts, tab.kind, self.sources
+        values = _CAT_VALUES
+        new, fields = ItemRef.__new__, _REF_FIELDS
+        out = []
+        for row, rowid, cat, text, when, source, day, estimate in zip(
+            rows.tolist(),
+            tab.rowid[rows].tolist(),
+            cats.tolist(),
+            tl.status[steps].tolist(),
+            completed,
+            self.source[index].tolist(),
+            due.tolist(),
+            self.estimate[index].tolist(),
+            strict=True,
+        ):
+            key, url, title, status, assignee = display[rowid]
+            if text != CURRENT:
+                status = "" if text == BLANK else texts[text]
+            ref = new(ItemRef)
+            _set(
+                ref,
+                "__dict__",
+                {
+                    "source": names[source],
+                    "key": key,
+                    "title": title,
+                    "url": url,
+                    "status": status or values[cat],
+                    "category": CATS[cat],
+                    "due_date": days[day],
+                    "kind": kinds[row],
+                    "assignee": assignee,
+                    "estimate": None if estimate != estimate else estimate,
+                    "completed_at": when,
+                    "days_overdue": None,
+                    "blocked_days": None,
+                },
+            )
+            _set(ref, "__pydantic_fields_set__", fields)
+            _set(ref, "__pydantic_extra__", None)
+            _set(ref, "__pydantic_private__", None)
+            out.append(ref)
+        return out
+
+    def _day(self, day: Any) -> date | None:
+        return None if day == MISSING else from_days(day)
 
     # -- the parts -------------------------------------------------------------------------
 
@@ -720,31 +809,40 @@ class _Builder:
         since_day, basis = self._since()
         changes_parts = self._change_parts(since_day)
         scope_parts = self._scope_parts()
-        self._prepare([
-            *(items for items, _ in lists.values()),
-            *(items for items, _ in changes_parts["lists"].values()),
-            *(items for items, _ in scope_parts["lists"].values()),
-        ])  # fmt: skip
+        self._prepare(
+            [
+                *(items for items, _ in lists.values()),
+                *(items for items, _ in changes_parts["lists"].values()),
+                *(items for items, _ in scope_parts["lists"].values()),
+            ]
+        )
         ordered = {name: self._ordered(items, first) for name, (items, first) in lists.items()}
 
         forecast, sim_days = self._forecast()
         milestones = self._milestones(sim_days, forecast)
         changes, then = self._changes(since_day, basis, changes_parts)
         progress = Progress(
-            total=int(tally["total"]), done=int(tally["done"]),
-            in_progress=int(tally["in_progress"]), todo=int(tally["todo"]),
+            total=int(tally["total"]),
+            done=int(tally["done"]),
+            in_progress=int(tally["in_progress"]),
+            todo=int(tally["todo"]),
             cancelled=int(tally["cancelled"]),
             percent_done=_percent(tally["done"], tally["total"] - tally["cancelled"]),
             estimate_total=round(tally["estimate_total"], 2),
             estimate_done=round(tally["estimate_done"], 2),
             percent_done_by_estimate=_percent(tally["estimate_done"], tally["estimate_total"]),
             delta=self._delta(tally, then, changes.since),
-        )  # fmt: skip
+        )
         sources = self._sources()
         health_ = self._health(
-            progress, forecast, milestones, [blocked_days[i] for i in ordered["blocked"]],
-            sources, override, note,
-        )  # fmt: skip
+            progress,
+            forecast,
+            milestones,
+            [blocked_days[i] for i in ordered["blocked"]],
+            sources,
+            override,
+            note,
+        )
         report = Report(
             project=ProjectInfo(id=self.pid, name=self.project.name, client=self.project.client),
             period=Period(start=self.start, end=self.end),
@@ -756,10 +854,16 @@ class _Builder:
             completed=self._refs_of(ordered["completed"]),
             in_progress=self._refs_of(ordered["in_progress"]),
             upcoming=self._refs_of(ordered["upcoming"]),
-            overdue=[
-                self._ref(i, days_overdue=end - int(self.due[i])) for i in ordered["overdue"]
-            ],
-            blocked=[self._ref(i, blocked_days=blocked_days[i]) for i in ordered["blocked"]],
+            overdue=self._refs_of(
+                ordered["overdue"],
+                extra="days_overdue",
+                values=(end - self.due[ordered["overdue"]]).tolist(),
+            ),
+            blocked=self._refs_of(
+                ordered["blocked"],
+                extra="blocked_days",
+                values=[blocked_days[i] for i in ordered["blocked"]],
+            ),
             needs_client_input=self._refs_of(ordered["needs_client_input"]),
             change_requests=self._refs_of(ordered["change_requests"]),
             scope_change=self._scope_change(scope_parts),
@@ -813,16 +917,20 @@ class _Builder:
         self.window_end = window_end
         self.samples = self._throughput(window_start, window_end)
         sim = fc.forecast_samples(
-            self.samples, self.open_count, window_start=window_start, window_end=window_end,
+            self.samples,
+            self.open_count,
+            window_start=window_start,
+            window_end=window_end,
             target=target,
-        )  # fmt: skip
+        )
         reason = None
         if sim.reason == "too_little_history":
             reason = self.t(
-                "fc_too_little_history", completed=sim.completed_in_window,
+                "fc_too_little_history",
+                completed=sim.completed_in_window,
                 days=i18n.fmt_days(self.lang, (sim.window_end - sim.window_start).days + 1),
                 min=fc.MIN_COMPLETED,
-            )  # fmt: skip
+            )
         elif sim.reason == "short_window":
             reason = self.t(
                 "fc_short_window",
@@ -832,27 +940,37 @@ class _Builder:
         elif sim.reason is not None:
             reason = self.t(f"fc_{sim.reason}")
         forecast = Forecast(
-            trials=fc.TRIALS, seed=fc.SEED, window_start=sim.window_start,
-            window_end=sim.window_end, completed_in_window=sim.completed_in_window,
-            throughput_per_day=sim.throughput_per_day, remaining=sim.remaining, p50=sim.p50,
-            p85=sim.p85, p95=sim.p95, target_date=target,
-            probability_by_target=sim.probability_by_target, reason=reason,
-        )  # fmt: skip
+            trials=fc.TRIALS,
+            seed=fc.SEED,
+            window_start=sim.window_start,
+            window_end=sim.window_end,
+            completed_in_window=sim.completed_in_window,
+            throughput_per_day=sim.throughput_per_day,
+            remaining=sim.remaining,
+            p50=sim.p50,
+            p85=sim.p85,
+            p95=sim.p95,
+            target_date=target,
+            probability_by_target=sim.probability_by_target,
+            reason=reason,
+        )
         return forecast, sim
 
-    def _codes(self, column: Sequence[str | None], wanted: dict[tuple[str, str], int]) -> np.ndarray:
+    def _codes(
+        self, column: Sequence[str | None], wanted: dict[tuple[str, str], int]
+    ) -> np.ndarray:
         """Map each present item's `column` value (an id in its source) to `wanted`'s number."""
-        by_source: list[dict[str | None, int]] = [{} for _ in self.sources]
-        for (source, id_), n in wanted.items():
-            for k, name in enumerate(self.sources):
-                if name == source:
-                    by_source[k][id_] = n
-        rows = self.rows[self.present].tolist()
-        return np.fromiter(
-            (by_source[s].get(column[r], -1)
-             for s, r in zip(self.source[self.present].tolist(), rows, strict=True)),
-            dtype=np.int64, count=len(rows),
-        )  # fmt: skip
+        rows = self.rows[self.present]
+        if len(self.sources) == 1:
+            ids = {id_: n for (source, id_), n in wanted.items() if source == self.sources[0]}
+            keys: Iterable[Any] = column
+        else:
+            # By (source number, id): the table numbers sources by their first place.
+            first = {name: self.sources.index(name) for name in self.sources}
+            ids = {(first[s], id_): n for (s, id_), n in wanted.items() if s in first}
+            keys = zip(self.tab.source.tolist(), column, strict=True)
+        every = np.fromiter(map(ids.get, keys, repeat(-1)), dtype=np.int64, count=len(column))
+        return every[rows]
 
     def _milestones(self, sim: fc.Simulation, forecast: Forecast) -> list[MilestoneStatus]:
         ms = self.store.milestones(self.project.sources)
@@ -978,7 +1096,9 @@ class _Builder:
         self, since: date, basis: Literal["publication", "previous_period"], parts: dict[str, Any]
     ) -> tuple[Changes, dict[str, float]]:
         tally_then = parts["then"]
-        lists = {name: self._ordered(items, first) for name, (items, first) in parts["lists"].items()}
+        lists = {
+            name: self._ordered(items, first) for name, (items, first) in parts["lists"].items()
+        }
         at = parts["at"]
         feedback: list[FeedbackEntry] = []
         if self.audience == "internal":
@@ -987,9 +1107,11 @@ class _Builder:
                 if since < day <= self.end:
                     feedback.append(FeedbackEntry(day=day, score=f["score"], comment=f["comment"]))
         changes = Changes(
-            since=since, basis=basis,
+            since=since,
+            basis=basis,
             progress_then=ProgressThen(
-                total=int(tally_then["total"]), done=int(tally_then["done"]),
+                total=int(tally_then["total"]),
+                done=int(tally_then["done"]),
                 cancelled=int(tally_then["cancelled"]),
                 percent_done=_percent(
                     tally_then["done"], tally_then["total"] - tally_then["cancelled"]
@@ -1000,9 +1122,9 @@ class _Builder:
             reopened=self._refs_of(lists["reopened"]),
             cancelled=self._refs_of(lists["cancelled"]),
             # Deleted items as they were then.
-            removed=[self._ref(i, int(at[i])) for i in lists["removed"]],
+            removed=self._refs_of(lists["removed"], at[lists["removed"]].tolist()),
             feedback=feedback,
-        )  # fmt: skip
+        )
         return changes, tally_then
 
     def _delta(self, now: dict[str, float], then: dict[str, float], since: date) -> Delta:
@@ -1036,7 +1158,10 @@ class _Builder:
             "at": at,
             "dropped": dropped,
             "gone": gone,
-            "lists": {"added": (added, None), "removed": (np.concatenate([dropped, gone, empty]), None)},
+            "lists": {
+                "added": (added, None),
+                "removed": (np.concatenate([dropped, gone, empty]), None),
+            },
         }
 
     def _scope_change(self, parts: dict[str, Any]) -> ScopeChange:
@@ -1047,13 +1172,15 @@ class _Builder:
             )
         added, _ = parts["lists"]["added"]
         gone = set(parts["gone"].tolist())
-        at = parts["at"]
+        at = parts["at"].tolist()
         removed = self._ordered(parts["lists"]["removed"][0])
         # Cancelled items as they are now; deleted ones as they were on the baseline day.
         return ScopeChange(
             baseline=baseline,
             added=self._refs_of(self._ordered(added)),
-            removed=[self._ref(i, int(at[i])) if i in gone else self._ref(i) for i in removed],
+            removed=self._refs_of(
+                removed, [at[i] if i in gone else int(self.pos_end[i]) for i in removed]
+            ),
             # Summed as `sum()` over the items in store order, as the reference does.
             estimate_added=round(sum(self.est0[added].tolist()), 2),
             estimate_removed=round(
@@ -1072,7 +1199,7 @@ class _Builder:
             last = self.store.last_synced_at(name)
             if last is None:
                 row = self.store.conn.execute(
-                    "SELECT max(last_seen_at) FROM items WHERE source = ?", (name,)
+                    "SELECT max(last_seen_at) FROM items WHERE +source = ?", (name,)
                 ).fetchone()
                 last = datetime.fromisoformat(row[0]) if row[0] else None
             out.append(
@@ -1098,10 +1225,15 @@ class _Builder:
         return max(second - first, timedelta(hours=1))
 
     def _health(
-        self, progress: Progress, forecast: Forecast, milestones: list[MilestoneStatus],
-        blocked_days: list[int], sources: list[SourceInfo], override: str | None,
+        self,
+        progress: Progress,
+        forecast: Forecast,
+        milestones: list[MilestoneStatus],
+        blocked_days: list[int],
+        sources: list[SourceInfo],
+        override: str | None,
         note: str | None,
-    ) -> Health:  # fmt: skip
+    ) -> Health:
         status, reasons = self._rules(progress, forecast, milestones, blocked_days, sources)
         if override is None:
             return Health(status=status, reasons=reasons, overridden=False)  # type: ignore[arg-type]
@@ -1112,9 +1244,13 @@ class _Builder:
         return Health(status=override, reasons=lines + reasons, overridden=True)  # type: ignore[arg-type]
 
     def _rules(
-        self, progress: Progress, forecast: Forecast, milestones: list[MilestoneStatus],
-        blocked_days: list[int], sources: list[SourceInfo],
-    ) -> tuple[str, list[str]]:  # fmt: skip
+        self,
+        progress: Progress,
+        forecast: Forecast,
+        milestones: list[MilestoneStatus],
+        blocked_days: list[int],
+        sources: list[SourceInfo],
+    ) -> tuple[str, list[str]]:
         reasons: list[str] = []
         worst = "on_track"
 
@@ -1156,12 +1292,20 @@ class _Builder:
             if m.state == "late" and m.due_date is not None:
                 late = (self.end - m.due_date).days
                 level = "off_track" if late > MILESTONE_OFF_TRACK_DAYS else "at_risk"
-                flag(level, self.t("reason_milestone_late", name=m.name,
-                                   days=i18n.fmt_days(self.lang, late), due=self.d(m.due_date)))  # fmt: skip
+                flag(
+                    level,
+                    self.t(
+                        "reason_milestone_late",
+                        name=m.name,
+                        days=i18n.fmt_days(self.lang, late),
+                        due=self.d(m.due_date),
+                    ),
+                )
         if blocked_days:
             oldest = max(blocked_days)
-            line = self.t("reason_blockers", count=len(blocked_days),
-                          days=i18n.fmt_days(self.lang, oldest))  # fmt: skip
+            line = self.t(
+                "reason_blockers", count=len(blocked_days), days=i18n.fmt_days(self.lang, oldest)
+            )
             if oldest >= BLOCKER_AGE_DAYS:
                 flag("at_risk", line)
             else:
@@ -1171,11 +1315,15 @@ class _Builder:
             if s.last_synced_at is None:
                 flag("at_risk", self.t("reason_never_synced", source=s.name))
             elif self.now - s.last_synced_at > allowed:
-                flag("at_risk", self.t(
-                    "reason_stale", source=s.name,
-                    when=i18n.fmt_datetime(self.lang, s.last_synced_at, self.zone),
-                    allowed=i18n.fmt_duration(self.lang, allowed),
-                ))  # fmt: skip
+                flag(
+                    "at_risk",
+                    self.t(
+                        "reason_stale",
+                        source=s.name,
+                        when=i18n.fmt_datetime(self.lang, s.last_synced_at, self.zone),
+                        allowed=i18n.fmt_duration(self.lang, allowed),
+                    ),
+                )
         if worst == "on_track":
             reasons.append(
                 self.t("reason_all_clear", days=i18n.fmt_days(self.lang, BLOCKER_AGE_DAYS))
@@ -1191,8 +1339,9 @@ class _Builder:
         deltas = burnup_deltas(
             self.tl, self.present, self.est0, self.days.indices(self.tl.at) - offset, n
         )
-        points = burnup_points(deltas, self.store.snapshots(self.pid, self.audience),
-                               self.chart_first)  # fmt: skip
+        points = burnup_points(
+            deltas, self.store.snapshots(self.pid, self.audience), self.chart_first
+        )
         return [
             BurnupDay.model_construct(
                 day=p.day,
@@ -1222,15 +1371,24 @@ class _Builder:
             if m.due_date is not None
         ]
         tab = self.tab
-        epics = []
-        for row in self.epic_rows.tolist():
-            id_, key, url, title, _status, _assignee = self.display[int(tab.rowid[row])]
-            epics.append((row, id_, key, url, title))
+        shown = load_display(
+            self.store, tab.rowid[self.epic_rows].tolist(), ("id", "key", "url", "title")
+        )
+        epics = [
+            (row, *shown[rowid])
+            for row, rowid in zip(
+                self.epic_rows.tolist(), tab.rowid[self.epic_rows].tolist(), strict=True
+            )
+        ]
         if not epics:
             return bars
-        code = self._codes(tab.parent, {
-            (self.sources[int(tab.source[row])], id_): k for k, (row, id_, *_) in enumerate(epics)
-        })  # fmt: skip
+        code = self._codes(
+            tab.parent,
+            {
+                (self.sources[int(tab.source[row])], id_): k
+                for k, (row, id_, *_) in enumerate(epics)
+            },
+        )
         # The children of each epic, as slices of the present items sorted by epic.
         order = np.argsort(code, kind="stable")
         bounds = np.searchsorted(code[order], np.arange(len(epics) + 1))
@@ -1253,13 +1411,13 @@ class _Builder:
                 first_start = self.days.day(from_us(created.min()))
             else:
                 first_start = None
-            start = self._date(tab.start[row]) or first_start
+            start = self._day(tab.start[row]) or first_start
             ends = self.due[items]
             ends = ends[ends != MISSING]
             finished = tab.category[row] == C_DONE or bool(
                 kids.size and done and done == kids.size - cancelled
             )
-            end = self._date(tab.due[row]) or (from_days(ends.max()) if ends.size else None)
+            end = self._day(tab.due[row]) or (from_days(ends.max()) if ends.size else None)
             if end is None and finished:
                 closes = []
                 closed = self.since[kids][self.done[kids]]
@@ -1340,12 +1498,19 @@ class _Builder:
         if project.target_date is not None and actual_end is not None:
             slip = (actual_end - project.target_date).days
         return Closing(
-            planned_start=project.start_date, planned_end=project.target_date,
-            actual_start=actual_start, actual_end=actual_end, slip_days=slip,
-            done=progress.done, cancelled=progress.cancelled, open=self.open_count,
+            planned_start=project.start_date,
+            planned_end=project.target_date,
+            actual_start=actual_start,
+            actual_end=actual_end,
+            slip_days=slip,
+            done=progress.done,
+            cancelled=progress.cancelled,
+            open=self.open_count,
             throughput_per_week=per_week,
             cycle_time=CycleTime(
-                count=len(cycle), p50_days=pct(0.5), p85_days=pct(0.85),
+                count=len(cycle),
+                p50_days=pct(0.5),
+                p85_days=pct(0.85),
                 mean_days=round(sum(cycle) / len(cycle), 1) if cycle else None,
             ),
             lessons_learned=lessons,
@@ -1354,7 +1519,7 @@ class _Builder:
                 average=round(sum(e.score for e in entries) / len(entries), 2) if entries else None,
                 entries=entries,
             ),
-        )  # fmt: skip
+        )
 
     def _started(self) -> np.ndarray:
         """When work began on each present item (µs, MISSING if unknown): the first move to in

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from datetime import date, timedelta
@@ -14,7 +15,7 @@ import pytest
 from sync import i18n
 from sync.errors import ConfigError
 from sync.model import Milestone
-from sync.render import render, to_adf, to_html, to_json, to_markdown
+from sync.render import charts, render, to_adf, to_html, to_json, to_markdown
 from sync.render.adf import text_length
 from sync.render.markdown import gantt_block
 from sync.render.neutralise import md, mermaid_label, plain, safe_url
@@ -398,3 +399,35 @@ def test_closing_sections_render(tmp_path: Any) -> None:
 def test_unknown_format() -> None:
     with pytest.raises(ConfigError, match="unknown report format 'pdf'"):
         render(long_report(), "pdf")  # type: ignore[arg-type]
+
+
+def test_html_rows_escape_exactly_as_the_template_did() -> None:
+    title = 'Tom & Jerry\'s "<b>best</b>"'
+    store = store_with(
+        [
+            item("X-1", C.IN_PROGRESS, title=title, status="a<b", assignee="O'Neil"),
+            item("X-2", C.IN_PROGRESS, created_at=at("2026-11-10"), url="javascript:alert(1)"),
+        ]
+    )
+    out = to_html(build(store, config(project(start_date=date(2026, 10, 1)))))
+    escaped = "Tom &amp; Jerry&#39;s &#34;&lt;b&gt;best&lt;/b&gt;&#34;"
+    link = '<td class="key"><a href="https://tracker.example/X-1" rel="noopener noreferrer">X-1</a></td>'
+    # In progress: key, title, status, assignee, due.
+    assert f"<tr>{link}<td>{escaped}</td><td>a&lt;b</td><td>O&#39;Neil</td><td></td></tr>" in out
+    # Scope change: no link for an unsafe URL, the title as text.
+    assert (
+        '<tr><td>added</td><td class="key">X-2</td><td>Title of X-2</td><td>Doing</td></tr>' in out
+    )
+
+
+def test_gantt_names_every_row_in_order() -> None:
+    report = hostile_report()
+    svg = charts.gantt_svg(report)
+    assert svg is not None
+    names = re.findall(r"<text[^>]*>(.*?)</text>", svg, re.S)
+    expected = [
+        plain(b.name if b.kind == "milestone" else f"{b.key} {b.name}", 48)
+        for b in report.charts.gantt
+    ]
+    shown = [html.unescape(n.strip()) for n in names if html.unescape(n.strip()) in expected]
+    assert shown == expected

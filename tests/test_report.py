@@ -13,7 +13,7 @@ from connectors.base import SourceSettings
 from sync import scope
 from sync.errors import ConfigError
 from sync.model import Milestone, StatusCategory, Transition, WorkItem
-from sync.report import Report, build_report, parse_period
+from sync.report import Report, build_report, natural_key, parse_period
 from sync.store import Store
 
 C = StatusCategory
@@ -655,3 +655,57 @@ def test_closing_report_missing_lessons_file_is_a_config_error(tmp_path: Path) -
     with pytest.raises(ConfigError, match=r"lessons-learned file .*missing\.md"):
         build(store, cfg, closing=True)
     assert build(store, cfg).closing is None
+
+
+# -- reading the store exactly ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["B-10", "a-9", "A-10", "b-2", "A-010", "7", "A-9", "Ab-1"],  # prefix + number only
+        ["B-10", "a-9", "A-10-2", "A-10-1", "X", "", "A-٣", "b-2", "A-010"],
+    ],  # any other shape
+)
+def test_lists_sort_by_natural_key_then_source(keys: list[str]) -> None:
+    items = [
+        item(f"{source}-{n}", C.IN_PROGRESS, source=source).model_copy(update={"key": key})
+        for source in ("src", "other")
+        for n, key in enumerate(keys)
+    ]
+    store = store_with(items)
+    cfg = Config(
+        sources={"src": SourceSettings(kind="csv"), "other": SourceSettings(kind="csv")},
+        projects={"p": project(sources=["src", "other"])},
+    )
+    refs = build(store, cfg).in_progress
+    expected = sorted(items, key=lambda i: (natural_key(i.key), i.source))
+    assert [(r.key, r.source) for r in refs] == [(i.key, i.source) for i in expected]
+
+
+def test_estimates_are_read_exactly() -> None:
+    # 1/3 needs 17 digits; SQLite's JSON writes 15 (the builder reads such values as rows).
+    store = store_with(
+        [
+            item("E-1", C.IN_PROGRESS, estimate=1 / 3),
+            item("E-2", estimate=0.1),
+            item("E-3", C.DONE, estimate=2.0, completed_at=at("2026-11-21")),
+        ]
+    )
+    report = build(store, config())
+    assert [r.estimate for r in report.in_progress] == [1 / 3]
+    assert report.completed[0].estimate == 2.0
+    assert report.progress.estimate_total == round(1 / 3 + 0.1 + 2.0, 2)
+
+
+def test_timestamps_stored_with_another_offset_count_by_their_instant() -> None:
+    store = store_with([item("A-1", C.DONE, completed_at=at("2026-11-25")), item("A-2")])
+    # Not what the store writes, but what another writer might: 22:30 in New York on
+    # 19 Nov is 04:30 on 20 Nov in Berlin, inside the period.
+    store.conn.execute(
+        "UPDATE items SET completed_at = '2026-11-19T22:30:00-05:00' WHERE id = 'A-1'"
+    )
+    report = build(store, config())
+    assert keys(report.completed) == ["A-1"]
+    assert report.completed[0].completed_at == datetime(2026, 11, 20, 3, 30, tzinfo=UTC)
+    assert report.model_dump(mode="json")["completed"][0]["completed_at"] == "2026-11-20T03:30:00Z"

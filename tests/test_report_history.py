@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import random
 from datetime import date, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from sync.history import ALWAYS, build_timeline, load_items, load_transitions, state_at
+import numpy as np
+import pytest
+
+from sync.history import (
+    ALWAYS,
+    ALWAYS_US,
+    BLANK,
+    CATS,
+    CURRENT,
+    MISSING,
+    Days,
+    Transitions,
+    build_timeline,
+    build_timelines,
+    burnup_deltas,
+    from_us,
+    load_display,
+    load_items,
+    load_table,
+    load_transition_table,
+    load_transitions,
+    state_at,
+    to_us,
+)
 from sync.model import Transition
+from sync.store import Store
 from tests.test_report import END, NOW, C, at, build, config, item, project, store_with
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -112,3 +138,166 @@ def test_timelines() -> None:
     assert state_at(tl["T-1"], at("2026-10-31")) is None
     assert state_at(tl["T-1"], at("2026-11-04")) == (C.TODO, "", at("2026-11-01"))
     assert state_at(tl["T-1"], at("2026-11-06")) == (C.DONE, "Closed", at("2026-11-05"))
+
+
+# -- the columnar form agrees with the per-item reference -------------------------------------
+
+
+def random_history_store(seed: int) -> Store:
+    """Items with random histories: no history, several steps, equal times, and a completion
+    time after a later done step (a timeline out of time order)."""
+    rng = random.Random(seed)
+    cats = list(C)
+    items = []
+    for n in range(60):
+        created = (
+            None if rng.random() < 0.1 else at("2026-10-01") + timedelta(hours=rng.randrange(900))
+        )
+        cat = rng.choice(cats)
+        transitions = None
+        completed = None
+        if rng.random() < 0.6:
+            t = created or at("2026-10-01")
+            transitions, prev = [], rng.choice(cats)
+            for _ in range(rng.randrange(1, 5)):
+                if rng.random() < 0.8:
+                    t += timedelta(hours=rng.randrange(1, 200))
+                nxt = rng.choice(cats)
+                transitions.append(
+                    Transition(
+                        source="src",
+                        item_id=f"T-{n}",
+                        at=t,
+                        from_category=rng.choice([None, prev]),
+                        from_status=rng.choice([None, "", "Open"]),
+                        to_category=nxt,
+                        to_status=rng.choice(["Doing", "Closed", "Done", ""]),
+                    )
+                )
+                prev = nxt
+            if cat is C.DONE and rng.random() < 0.5:
+                for k in (1, 2):
+                    transitions.append(
+                        Transition(
+                            source="src",
+                            item_id=f"T-{n}",
+                            at=t + timedelta(hours=k),
+                            from_category=C.DONE,
+                            to_category=C.DONE,
+                            to_status=f"Done {k}",
+                        )
+                    )
+                completed = t + timedelta(hours=rng.choice([0.5, 1.5, 3]))
+        elif cat in (C.DONE, C.CANCELLED) and rng.random() < 0.7:
+            completed = (created or at("2026-10-01")) + timedelta(hours=rng.randrange(-5, 300))
+        updated = rng.choice(
+            [None, (completed or created or at("2026-10-01")) + timedelta(hours=2)]
+        )
+        items.append(
+            item(
+                f"T-{n}",
+                cat,
+                created_at=created,
+                completed_at=completed,
+                updated_at=updated,
+                transitions=transitions,
+                estimate=rng.choice([None, 1.0, 0.5, 1 / 3]),
+            )
+        )
+    # Done at 10:00, "Closed" (still done) at 12:00, completed at 14:00 per the tool.
+    items.append(
+        item(
+            "T-late",
+            C.DONE,
+            completed_at=at("2026-10-20", 14),
+            transitions=[
+                Transition(
+                    source="src",
+                    item_id="T-late",
+                    at=at("2026-10-20", 10),
+                    to_status="Done",
+                    from_category=C.TODO,
+                    to_category=C.DONE,
+                ),
+                Transition(
+                    source="src",
+                    item_id="T-late",
+                    at=at("2026-10-20", 12),
+                    to_status="Closed",
+                    from_category=C.DONE,
+                    to_category=C.DONE,
+                ),
+            ],
+        )
+    )
+    return store_with(items)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_columnar_timelines_agree_with_the_reference(seed: int) -> None:
+    store = random_history_store(seed)
+    rows = load_items(store, ["src"])
+    trans = load_transitions(store, ["src"])
+    reference = [build_timeline(r, trans.get(("src", r.id))) for r in rows]
+    # At least one timeline is out of time order (T-late): the bisection must agree too.
+    assert any(any(a[0] > b[0] for a, b in pairwise(tl)) for tl in reference)
+
+    table = load_table(store, ["src"])
+    ids = load_display(store, table.rowid.tolist(), ("id",))
+    assert [ids[r][0] for r in table.rowid.tolist()] == [r.id for r in rows]
+    steps, texts = Transitions.of(load_transition_table(store, ["src"]), table.rowid)
+    created = np.where(table.created == MISSING, ALWAYS_US, table.created)
+    tl = build_timelines(created, table.updated, table.completed, table.category, steps)
+
+    def text(step: int) -> str:
+        ref = int(tl.status[step])
+        return rows[k].status if ref == CURRENT else "" if ref == BLANK else texts[ref] or ""
+
+    for k, expected in enumerate(reference):
+        span = range(int(tl.off[k]), int(tl.off[k] + tl.size[k]))
+        assert [(from_us(int(tl.at[p])), CATS[tl.cat[p]], text(p)) for p in span] == [
+            (when, cat, status or "") for when, cat, status in expected
+        ]
+    instants = sorted({e[0] for tl_ in reference for e in tl_ if e[0] is not ALWAYS})
+    probes = [at("2026-09-01"), *instants, *(i - timedelta(microseconds=1) for i in instants)]
+    for when in probes:
+        positions = tl.positions(to_us(when))
+        for k, expected in enumerate(reference):
+            state = state_at(expected, when)
+            p = int(positions[k])
+            if state is None:
+                assert p == -1
+            else:
+                since = from_us(int(tl.at[tl.run[p]]))
+                assert (CATS[tl.cat[p]], text(p) or "", since) == (
+                    state[0],
+                    state[1] or "",
+                    state[2],
+                )
+
+    # The burn-up counts each step on its day, as a loop over the timelines does.
+    first, n = date(2026, 10, 5), 30
+    days = Days(first, first + timedelta(days=n), BERLIN)
+    estimates = np.array([r.estimate or 0.0 for r in rows])
+    step_days = days.indices(tl.at)
+    deltas = burnup_deltas(tl, np.arange(len(rows)), estimates, step_days, n)
+    scope, done = [0] * n, [0] * n
+    scope_e, done_e = [0.0] * n, [0.0] * n
+    for r, timeline in zip(rows, reference, strict=True):
+        was_scope = was_done = False
+        for when, cat, _ in timeline:
+            day = 0 if when is ALWAYS else days.index(when)
+            if day >= n:
+                break
+            day = max(day, 0)
+            if (cat is not C.CANCELLED) != was_scope:
+                was_scope = not was_scope
+                scope[day] += 1 if was_scope else -1
+                scope_e[day] += (1 if was_scope else -1) * (r.estimate or 0.0)
+            if (cat is C.DONE) != was_done:
+                was_done = not was_done
+                done[day] += 1 if was_done else -1
+                done_e[day] += (1 if was_done else -1) * (r.estimate or 0.0)
+    assert deltas.scope.tolist() == scope and deltas.done.tolist() == done
+    assert deltas.scope_estimate.tolist() == scope_e
+    assert deltas.done_estimate.tolist() == done_e
