@@ -173,6 +173,21 @@ def config() -> Config:
     )
 
 
+def peak_mb() -> float:
+    """This process's peak resident memory in MB.
+
+    Linux's `ru_maxrss` keeps the parent's peak across fork and exec; VmHWM is this
+    program's own.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure(path: Path) -> None:
     """Build and render the report of the store at `path`; print one line of numbers."""
     # A `pmsync report --format html` run imports matplotlib too; it is not timed here.
@@ -181,7 +196,7 @@ def measure(path: Path) -> None:
     from sync.render import to_html, to_json
     from sync.report import build_report
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = peak_mb()
     store = Store.open(path)
     times = [(time.perf_counter(), time.process_time())]
     report = build_report(store, config(), "p", now=NOW)
@@ -191,7 +206,7 @@ def measure(path: Path) -> None:
     html = to_html(report)
     times.append((time.perf_counter(), time.process_time()))
     store.close()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mb()
     (w0, c0), (w1, c1), (w2, c2), (w3, c3) = times
     cells = [
         f"{w1 - w0:.2f}/{c1 - c0:.2f}",
@@ -215,7 +230,9 @@ def main(sizes: list[int], runs: int) -> None:
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "bench.db"
-            setup(path, n)
+            # Generated in a child too: this process stays small, and each measurement
+            # starts from a fresh interpreter.
+            subprocess.run([sys.executable, __file__, "--generate", str(n), str(path)], check=True)
             for _ in range(runs):
                 print(f"{n:>7} ", end="", flush=True)
                 subprocess.run([sys.executable, __file__, "--measure", str(path)], check=True)
@@ -230,8 +247,11 @@ if __name__ == "__main__":
     parser.add_argument("sizes", nargs="*", type=int, default=[10_000, 100_000])
     parser.add_argument("--runs", type=int, default=1, help="measurements per size")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--generate", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         measure(args.measure)
+    elif args.generate:
+        setup(Path(args.generate[1]), int(args.generate[0]))
     else:
         main(args.sizes, args.runs)

@@ -18,9 +18,8 @@ from sync.errors import PublishError
 from sync.model import Milestone, RemoteRef, StatusCategory, WorkItem
 
 if TYPE_CHECKING:
-    from sync.report import Report
-
     from connectors.http import HttpClient
+    from sync.report import Report
 
 
 class SourceSettings(BaseModel):

@@ -639,6 +639,11 @@ class GitHubConnector(Connector):
                 f" {exc.body or 'Bad credentials'}); check the environment variable holding the"
                 " GitHub token"
             )
+        if exc.status == 403 and "rate limit" in exc.body.lower():
+            return cls(
+                f"{self.name}: GitHub kept rate limiting (HTTP 403: {exc.body}) after"
+                f" {self.http.retries} retries; try again later"
+            )
         if exc.status == 403:
             return cls(
                 f"{self.name}: GitHub denied access (HTTP 403: {exc.body});"

@@ -21,6 +21,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin
 
+import orjson
 import requests
 from tenacity import (
     RetryCallState,
@@ -87,6 +88,8 @@ class HttpError(SourceError):
             "still rate limited after retries: try again later"
             if status == 429
             else "the server kept failing after retries: try again later"
+            if status in RETRY_STATUS
+            else "a server error: try again later, or tell the tool's administrator"
             if status >= 500
             else ""
         )
@@ -288,16 +291,16 @@ class HttpClient:
             response = retrying(attempt)
         except _RetryableResponse as exc:
             response = exc.response
-        except _WaitCapExceeded:
+        except _WaitCapExceeded as cap:
             raise SourceError(
-                f"{self.source}: gave up on {method} {self._show(url)} after"
-                f" {self._request_waited:.0f}s of waiting (the server is still rate limiting or"
-                " failing; try again later)"
+                f"{self.source}: gave up on {method} {self._show(url)}: the server asked to wait"
+                f" {cap.delay:g}s more after {self._request_waited:g}s, beyond the"
+                f" {self.max_wait:g}s cap (still rate limiting or failing; try again later)"
             ) from None
         except requests.Timeout:
             raise SourceError(
                 f"{self.source}: {method} {self._show(url)} timed out after"
-                f" {timeout or self.timeout:.0f}s ({self.max_attempts} attempts); is the server up?"
+                f" {timeout or self.timeout:g}s ({self.max_attempts} attempts); is the server up?"
             ) from None
         except requests.RequestException as exc:
             raise SourceError(
@@ -329,6 +332,10 @@ class HttpClient:
         return self.parse_json(response)
 
     def parse_json(self, response: requests.Response) -> Any:
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            pass  # orjson is strict (lone surrogate escapes); the standard parser is not
         try:
             return jsonlib.loads(response.content)
         except ValueError:

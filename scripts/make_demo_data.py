@@ -32,20 +32,73 @@ EPICS = [
     ("Launch readiness", "ACME-M4", 18),
 ]
 WORDS = {
-    0: ["Interview stakeholders", "Audit existing pages", "Map content owners", "Analytics baseline",
-        "Competitor review", "Define personas", "Sitemap draft", "Tone of voice guide"],
-    1: ["Button component", "Form fields", "Navigation header", "Footer", "Typography scale",
-        "Colour tokens", "Card layout", "Product page template", "Landing page template",
-        "Icon set", "Dark mode tokens", "Article template"],
-    2: ["Export legacy articles", "Import product catalogue", "Redirect map", "Media library import",
-        "Editor roles", "Translation workflow", "Preview environment", "Search index",
-        "Migrate press releases", "Author profiles", "Content QA pass"],
-    3: ["Cart service", "Payment provider integration", "Address validation", "Invoice PDFs",
-        "Order confirmation email", "Tax rules", "Refund flow", "Guest checkout", "3-D Secure"],
-    4: ["Image pipeline", "Lighthouse budget", "Screen reader pass", "Structured data",
-        "Core Web Vitals fixes", "Keyboard navigation", "Meta tags", "Cache headers"],
-    5: ["Load test", "Launch checklist", "DNS cut-over plan", "Support runbook",
-        "Monitoring dashboards", "Rollback rehearsal", "Training for editors"],
+    0: [
+        "Interview stakeholders",
+        "Audit existing pages",
+        "Map content owners",
+        "Analytics baseline",
+        "Competitor review",
+        "Define personas",
+        "Sitemap draft",
+        "Tone of voice guide",
+    ],
+    1: [
+        "Button component",
+        "Form fields",
+        "Navigation header",
+        "Footer",
+        "Typography scale",
+        "Colour tokens",
+        "Card layout",
+        "Product page template",
+        "Landing page template",
+        "Icon set",
+        "Dark mode tokens",
+        "Article template",
+    ],
+    2: [
+        "Export legacy articles",
+        "Import product catalogue",
+        "Redirect map",
+        "Media library import",
+        "Editor roles",
+        "Translation workflow",
+        "Preview environment",
+        "Search index",
+        "Migrate press releases",
+        "Author profiles",
+        "Content QA pass",
+    ],
+    3: [
+        "Cart service",
+        "Payment provider integration",
+        "Address validation",
+        "Invoice PDFs",
+        "Order confirmation email",
+        "Tax rules",
+        "Refund flow",
+        "Guest checkout",
+        "3-D Secure",
+    ],
+    4: [
+        "Image pipeline",
+        "Lighthouse budget",
+        "Screen reader pass",
+        "Structured data",
+        "Core Web Vitals fixes",
+        "Keyboard navigation",
+        "Meta tags",
+        "Cache headers",
+    ],
+    5: [
+        "Load test",
+        "Launch checklist",
+        "DNS cut-over plan",
+        "Support runbook",
+        "Monitoring dashboards",
+        "Rollback rehearsal",
+        "Training for editors",
+    ],
 }
 
 
@@ -77,7 +130,9 @@ def main() -> None:
                      "milestone": milestone})  # fmt: skip
         names = WORDS[e]
         for i in range(count):
-            name = names[i % len(names)] + ("" if i < len(names) else f" (part {i // len(names) + 1})")
+            name = names[i % len(names)] + (
+                "" if i < len(names) else f" (part {i // len(names) + 1})"
+            )
             # Work is planned around its milestone; later epics start later.
             created = START + timedelta(days=min(span - 1, int(rng.uniform(0, 0.8) * span) + e * 4))
             lead = timedelta(days=rng.randint(5, 40))
@@ -116,7 +171,11 @@ def main() -> None:
     for r in rng.sample(tasks, 5):
         r["labels"] = ";".join(filter(None, [r["labels"], "internal"]))
     # Scope added late: change requests created in the last three weeks.
-    for title in ("Newsletter sign-up widget", "Extra language: Polish", "Loyalty points on checkout"):
+    for title in (
+        "Newsletter sign-up widget",
+        "Extra language: Polish",
+        "Loyalty points on checkout",
+    ):
         created = ANCHOR - timedelta(days=rng.randint(3, 20))
         rows.append({"key": f"ACME-{n}", "title": "CR: " + title, "type": "Story", "status": "To Do",
                      "category": "todo", "assignee": rng.choice(PEOPLE), "labels": "change-request",

@@ -125,16 +125,15 @@ def sync_source(
         nonlocal newest
         if not page:
             return
-        counts = store.upsert_items(page, now=now)
+        page_newest = max((i.updated_at for i in page if i.updated_at), default=None)
+        if page_newest is not None and (newest is None or page_newest > newest):
+            newest = page_newest
+        # In-order sources move the watermark with the page, in the same transaction.
+        counts = store.upsert_items(page, now=now, watermark=newest if connector.ordered else None)
         result.new += counts.new
         result.changed += counts.changed
         result.restored += counts.restored
         result.seen += len(page)
-        page_newest = max((i.updated_at for i in page if i.updated_at), default=None)
-        if page_newest is not None and (newest is None or page_newest > newest):
-            newest = page_newest
-        if connector.ordered and newest is not None:
-            store.set_cursor(name, watermark=newest)
         page.clear()
         if progress:
             progress(name, result.seen)

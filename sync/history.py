@@ -376,6 +376,9 @@ class ItemTable:
     start: np.ndarray
     milestone: Sequence[str | None]
     parent: Sequence[str | None]
+    # The newest `last_seen_at` of each source (what a report says when no sync run is
+    # recorded), read in the same scan.
+    last_seen: Sequence[str | None] = ()
 
     def __len__(self) -> int:
         return int(self.rowid.size)
@@ -405,11 +408,12 @@ def load_table(store: Store, sources: Sequence[str]) -> ItemTable:
         "milestone_id",
         "parent_id",
     )
+    seen = ["max(CASE WHEN source = ? THEN last_seen_at END)" for _ in sources]
     cols = _columns(
         store,
-        f"SELECT {', '.join(f'json_group_array({c})' for c in columns)}"
+        f"SELECT {', '.join([*(f'json_group_array({c})' for c in columns), *seen])}"
         f" FROM items WHERE +source IN ({', '.join('?' * len(sources))})",
-        [*sources, *sources] if len(sources) > 1 else sources,
+        [*(sources if len(sources) > 1 else ()), *sources, *sources],
     )
     category = np.array(json.loads(cols[2]), dtype=np.int64)
     estimate = json.loads(cols[5])
@@ -436,6 +440,7 @@ def load_table(store: Store, sources: Sequence[str]) -> ItemTable:
         start=_days(cols[11]),
         milestone=json.loads(cols[12]),
         parent=json.loads(cols[13]),
+        last_seen=cols[14:],
     )
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import orjson
 import sqlite_utils
 
 from sync.errors import StoreError
@@ -44,7 +45,6 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (source, id)
         )"""
     )
-    db.execute("CREATE INDEX items_updated ON items (source, updated_at)")
     db.execute(
         """
         CREATE TABLE milestones (
@@ -185,7 +185,7 @@ def item_row(item: WorkItem) -> dict[str, Any]:
         "category": item.category.value,
         "assignee": item.assignee,
         "priority": item.priority,
-        "labels": json.dumps(item.labels, ensure_ascii=False),
+        "labels": json_text(item.labels) if item.labels else "[]",
         "parent_id": item.parent_id,
         "milestone_id": item.milestone_id,
         "start_date": _iso(item.start_date),
@@ -196,8 +196,16 @@ def item_row(item: WorkItem) -> dict[str, Any]:
         "estimate": item.estimate,
         "progress": item.progress,
         "blocked": int(item.blocked),
-        "raw": json.dumps(item.raw, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
+        "raw": json_text(item.raw, sort_keys=True),
     }
+
+
+def json_text(value: Any, *, sort_keys: bool = False) -> str:
+    """Compact UTF-8 JSON text (orjson: the raw JSON of every item passes through here)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0).decode()
+    except TypeError:  # orjson refuses lone surrogates (an invalid escape in a source's JSON)
+        return json.dumps(value, ensure_ascii=False, sort_keys=sort_keys, separators=(",", ":"))
 
 
 def row_item(row: sqlite3.Row | dict[str, Any], *, with_raw: bool = False) -> WorkItem:
@@ -323,6 +331,8 @@ class Store:
         self._refuse_foreign()
         self.conn.execute("PRAGMA foreign_keys = ON")
         if self.path is not None:
+            if not self.db.table_names():  # a new file: items carry their raw JSON, so big pages
+                self.conn.execute("PRAGMA page_size = 16384")
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
@@ -389,11 +399,18 @@ class Store:
 
     # -- items ----------------------------------------------------------------------------
 
-    def upsert_items(self, items: Sequence[WorkItem], *, now: datetime | None = None) -> Upserted:
+    def upsert_items(
+        self,
+        items: Sequence[WorkItem],
+        *,
+        now: datetime | None = None,
+        watermark: datetime | None = None,
+    ) -> Upserted:
         """Write a page of items in one transaction; return how many were new, changed, restored.
 
         An item seen again is restored if it was tombstoned. When its category changed and
         the source brought no history, the change is recorded as an observed transition.
+        A `watermark` moves the source's cursor in the same transaction as the page.
         """
         if not items:
             return Upserted(0, 0, 0)
@@ -477,6 +494,8 @@ class Store:
                     self.conn.executemany(sql, transitions)
                 except UnicodeEncodeError:
                     self.conn.executemany(sql, [tuple(map(storable, t)) for t in transitions])
+            if watermark is not None:
+                self._write_cursor(items[0].source, watermark=watermark)
         return Upserted(new, changed, restored)
 
     def _existing(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], sqlite3.Row]:
@@ -654,30 +673,43 @@ class Store:
         state: dict[str, Any] | None = None,
     ) -> None:
         """Move the given cursor fields (others keep their value); a watermark never goes back."""
+        with self.transaction():
+            self._write_cursor(
+                source, watermark=watermark, last_census_at=last_census_at, state=state
+            )
+
+    def _write_cursor(
+        self,
+        source: str,
+        *,
+        watermark: datetime | None = None,
+        last_census_at: datetime | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> None:
         cur = self.cursor(source)
         wm = cur["watermark"]
         if watermark is not None and (wm is None or watermark > wm):
             wm = watermark
         census = last_census_at or cur["last_census_at"]
         st = cur["state"] if state is None else state
-        with self.transaction():
-            self.conn.execute(
-                "INSERT INTO cursors (source, watermark, last_census_at, state) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (source) DO UPDATE SET watermark = excluded.watermark,"
-                " last_census_at = excluded.last_census_at, state = excluded.state",
-                (source, _iso(wm), _iso(census), json.dumps(st, sort_keys=True)),
-            )
-
-    def max_updated(self, source: str) -> datetime | None:
-        row = self.conn.execute(
-            "SELECT max(updated_at) FROM items WHERE source = ?", (source,)
-        ).fetchone()
-        return _dt(row[0])
+        self.conn.execute(
+            "INSERT INTO cursors (source, watermark, last_census_at, state) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (source) DO UPDATE SET watermark = excluded.watermark,"
+            " last_census_at = excluded.last_census_at, state = excluded.state",
+            (source, _iso(wm), _iso(census), json.dumps(st, sort_keys=True)),
+        )
 
     # -- runs -----------------------------------------------------------------------------
 
     def start_run(self, source: str, mode: str) -> int:
+        """Record a run as started; a run of this source still marked running was killed."""
         with self.transaction():
+            self.conn.execute(
+                "UPDATE sync_runs SET status = 'interrupted', ended_at = ?,"
+                " error = 'the run ended without finishing (killed, or the machine stopped)'"
+                " WHERE source = ? AND status = 'running'",
+                (_iso(now_utc()), source),
+            )
             cur = self.conn.execute(
                 "INSERT INTO sync_runs (source, mode, started_at, status) VALUES (?, ?, ?, 'running')",
                 (source, mode, _iso(now_utc())),

@@ -223,8 +223,8 @@ def test_retry_after_beyond_the_cap_gives_up_at_once() -> None:
     assert sleeps == []
     assert (http.requests, http.retries) == (1, 0)
     assert str(info.value) == (
-        f"acme: gave up on GET {BASE}/x after 0s of waiting (the server is still rate"
-        " limiting or failing; try again later)"
+        f"acme: gave up on GET {BASE}/x: the server asked to wait 3600s more after 0s,"
+        " beyond the 300s cap (still rate limiting or failing; try again later)"
     )
 
 

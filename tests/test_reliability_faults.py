@@ -327,15 +327,7 @@ def test_github_transient_fault_completes_correctly(board: FakeGitHub, inject: A
             lambda b: b.rate_limit_graphql(times=50, reset_in=7200),
             ["rate limit", "try again later"],
         ),
-        pytest.param(
-            lambda b: b.secondary_limit(times=50),
-            ["rate limit", "try again later"],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="connectors/github.py reports a secondary-limit 403 that outlasts the"
-                " retries as 'GitHub denied access … check the token's scopes'",
-            ),
-        ),
+        (lambda b: b.secondary_limit(times=50), ["rate limit", "try again later"]),
         (lambda b: b.faults.add("status", path="graphql", status=503, times=50), ["HTTP 503"]),
         (lambda b: b.faults.add("reset", path="graphql", times=50), ["cannot reach"]),
         (lambda b: b.faults.add("garbage", path="graphql", times=1), ["invalid or truncated JSON"]),

@@ -56,7 +56,7 @@ def safe_url(url: str | None) -> str | None:
     if not url:
         return None
     url = url.strip()
-    if _INVISIBLE.search(url) or any(c.isspace() for c in url):
+    if _INVISIBLE.search(url) or _SPACES.search(url):  # `\s` is exactly str.isspace()
         return None
     try:
         parts = urlsplit(url)
