@@ -276,7 +276,8 @@ class StepFailed(Exception):
 
 def step(name: str, server: Server, db: Path, **kw: Any) -> dict[str, Any]:
     """Run one step in a fresh process; add the requests the server saw during it."""
-    before = server.get("stats")["log"]
+    stats = server.get("stats")
+    before = stats["log"]
     args = [sys.executable, __file__, "--step", name, "--server", json.dumps(server.info)]
     args += ["--db", str(db)]
     for key, value in kw.items():
@@ -286,9 +287,12 @@ def step(name: str, server: Server, db: Path, **kw: Any) -> dict[str, Any]:
     if proc.returncode != 0 or not proc.stdout.strip():
         raise StepFailed(f"step {name} failed:\n{proc.stderr[-3000:]}")
     out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    after = server.get("stats")["log"]
+    stats_after = server.get("stats")
+    after = stats_after["log"]
     # The stats calls are logged too: `before` counts the first, `after` the second.
     out["requests"] = after - before - 1
+    if "points" in stats:  # GitHub: GraphQL points as the fake counts them (rateLimit.cost)
+        out["points"] = stats_after["points"] - stats["points"]
     out["log_start"] = before
     if out.get("status") != "ok":
         raise StepFailed(f"step {name} failed: {out.get('error')}")
@@ -405,12 +409,13 @@ def rows(result: dict[str, Any]) -> Iterator[list[str]]:
             f"{s['peak_rss_mb']:.0f}",
         ]
 
+    points = f"; {full['points']} points ({per_k(full['points'])}/1k)" if "points" in full else ""
     yield line(
         "full sync",
         full,
         f"{n / full['seconds']:,.0f}",
         f"{ratio:.2f}× (CPU {cpu_ratio:.2f}×)",
-        f"{full['requests']} ({per_k(full['requests'])}/1k)",
+        f"{full['requests']} ({per_k(full['requests'])}/1k){points}",
     )
     yield line(
         "ceiling (requests+json+executemany)",
@@ -431,6 +436,32 @@ def rows(result: dict[str, Any]) -> Iterator[list[str]]:
             yield [tool, f"{n:,}", f"{label}: FAILED ({rep['error'][:80]})", "", "", "", "", ""]
             continue
         yield line(f"{label} (build {rep['build_seconds']:.2f} s)", rep, "", "", "0")
+
+
+def budgets(results: list[dict[str, Any]]) -> Iterator[str]:
+    """The request budgets the connectors promise, checked against what the fakes served."""
+    for r in results:
+        n = r["items"]
+        full, none, inc = r["full"]["requests"], r["inc_none"]["requests"], r["inc_1pct"]
+        if r["tool"] == "jira":
+            k = r["touched"]
+            checks = [
+                ("full sync", full, -(-n // 100) + -(-n // 1000) + 5),
+                (f"incremental, k={k:,}", inc["requests"], -(-k // 100) + -(-k // 1000) + 3),
+                ("no change", none, 3),
+            ]
+        else:
+            checks = [
+                ("full sweep, requests per 1,000 items", round(1000 * full / n, 1), 10),
+                (
+                    "full sweep, points per 1,000 items",
+                    round(1000 * r["full"]["points"] / n, 1),
+                    40,
+                ),
+            ]
+        for what, got, limit in checks:
+            verdict = "ok" if got <= limit else "OVER"
+            yield f"{r['tool']} {n:,} {what}: {got} (budget {limit}) {verdict}"
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -483,6 +514,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print()
     print(table(results))
+    print()
+    print("Request budgets:")
+    for line in budgets(results):
+        print(f"- {line}")
     if a.json:
         a.json.write_text(json.dumps({"machine": info, "results": results}, indent=2))
 
