@@ -563,8 +563,6 @@ def test_example_is_valid_toml_with_known_kinds() -> None:
 
 
 def test_example_loads_with_its_variables_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("connectors.jira")
-    pytest.importorskip("connectors.github")
     monkeypatch.setenv("JIRA_API_TOKEN", "jira-tok-1234")
     monkeypatch.setenv("GITHUB_TOKEN", "ghp-tok-5678")
     config = load_config(EXAMPLE)
