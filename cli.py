@@ -18,7 +18,7 @@ import click
 
 from config.loader import EXAMPLE, default_config_path, load_config
 from config.schema import Config
-from sync.errors import EXIT_FAILED, EXIT_OK, ConfigError, PmsyncError
+from sync.errors import EXIT_FAILED, ConfigError, PmsyncError
 from sync.store import Store, store_failure
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -593,12 +593,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("MPLBACKEND", "Agg")
-    try:
-        cli.main(standalone_mode=True)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    sys.exit(EXIT_OK)
+    cli()  # standalone: click exits with the command's code (and turns Ctrl-C into "Aborted!")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 import re
 import subprocess
@@ -54,13 +53,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     for name in ("PMSYNC_CONFIG", "PMSYNC_DB", "PMSYNC_LOG_FORMAT", "PMSYNC_TEST_UNSET_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
     yield
-    # The CLI installs a log handler on CliRunner's (now closed) stderr: take it away again.
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.fixture

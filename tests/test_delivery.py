@@ -254,16 +254,7 @@ def test_email_without_the_charts_hook_sends_no_svg(
 # -- logging ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def restore_logging() -> Any:
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def test_json_logs_carry_extra_fields_and_no_secrets(restore_logging: Any) -> None:
+def test_json_logs_carry_extra_fields_and_no_secrets() -> None:
     out = io.StringIO()
     setup_logging("json", secrets=lambda: ["tok-123", ""], stream=out)
     log = logging.getLogger("pmsync.test")
@@ -289,7 +280,7 @@ def test_json_logs_carry_extra_fields_and_no_secrets(restore_logging: Any) -> No
     assert "tok-123" not in out.getvalue()
 
 
-def test_text_logs_warn_by_default_and_debug_when_verbose(restore_logging: Any) -> None:
+def test_text_logs_warn_by_default_and_debug_when_verbose() -> None:
     out = io.StringIO()
     setup_logging("text", secrets=lambda: ["pw"], stream=out)
     log = logging.getLogger("pmsync.test")
@@ -313,7 +304,7 @@ def test_redaction_reads_secrets_when_a_record_is_logged() -> None:
     assert record.getMessage() == "token ***"
 
 
-def test_teardown_restores_the_root_logger(restore_logging: Any) -> None:
+def test_teardown_restores_the_root_logger() -> None:
     from sync.logs import teardown_logging
 
     root = logging.getLogger()

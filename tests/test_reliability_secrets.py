@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,16 +69,6 @@ to = "acme-board"
 to = "file"
 directory = "published"
 """
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.fixture

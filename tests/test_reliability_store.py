@@ -8,7 +8,6 @@ reopens with the rows the last good run left.
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import random
 import sqlite3
@@ -47,13 +46,7 @@ TOKEN_ENV = "RELIABILITY_JIRA_TOKEN"
 def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv(TOKEN_ENV, JIRA_TOKEN)
     monkeypatch.delenv("PMSYNC_DB", raising=False)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
     yield
-    # The CLI installs a log handler on CliRunner's stderr: take it away again.
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.fixture
